@@ -1,0 +1,355 @@
+"""The orchestrator: one document through every stage. The CLI (`check`, `import`) and the
+daemon (`run`) all call :class:`Pipeline`, so there is exactly one code path.
+
+::
+
+    fetch -> extract -> suspect guard -> store version -> analyse -> diff -> decide alerts
+                                                                                -> outbox
+
+Stages are pure functions of their inputs; only this module touches the store. Everything a
+new version brings (version row, blob, findings, change record, alerts, outbox rows, the fetch
+row) is written in one transaction: a crash leaves all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from monitor import extract as extract_stage
+from monitor.analyse import RulePack, analyse_text, load_packs
+from monitor.config import Config, DocumentConfig
+from monitor.diff import diff_texts
+from monitor.fetch import Fetcher
+from monitor.models import Analysis, Extracted, FetchResult, Outcome
+from monitor.store import Store, Version, iso, sha256_bytes, sha256_text, utcnow
+
+log = logging.getLogger("monitor.pipeline")
+
+# Suspect reasons that say "this is not the policy" (a captcha, a login wall, an error page,
+# a selector that matched nothing). They are never accepted as a version, however often they
+# come back. Only a *shrink* can be real (a platform really did shorten its policy), so only a
+# shrink that persists is accepted.
+_NEVER_ACCEPTED = ("empty", "captcha", "login", "error", "bot", "status")
+
+
+@dataclass(slots=True)
+class IngestResult:
+    version: Version
+    new_version: bool
+    analysis: Analysis
+    change_summary: dict[str, int] | None
+    alert_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """What one check of one document came to; one row of `check`'s summary table."""
+
+    doc_id: str
+    outcome: Outcome
+    version: int | None = None  # the document's current version number after the check
+    new_version: bool = False
+    status: int | None = None
+    detail: str | None = None
+    duration: float = 0.0
+    changes: dict[str, int] | None = None
+    alerts: list[int] = field(default_factory=list)
+    ai_training: bool | None = None
+    consent: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "document": self.doc_id,
+            "outcome": self.outcome.value,
+            "new_version": self.new_version,
+            "version": self.version,
+            "status": self.status,
+            "detail": self.detail,
+            "duration_ms": round(self.duration * 1000),
+            "changes": self.changes,
+            "alerts": self.alerts,
+            "ai_training": self.ai_training,
+            "consent": self.consent,
+        }
+
+
+AlertHook = Callable[[Store, str, Version | None, Version, Analysis | None, Analysis], list[int]]
+
+
+class Pipeline:
+    """Runs documents through the stages against one store.
+
+    ``transport`` is the seam for tests (an httpx transport); ``alert_hook`` decides and
+    stores alerts for a new version (issue 4 plugs :func:`monitor.alerts.record_alerts` in).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        packs: Sequence[RulePack] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        alert_hook: AlertHook | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.packs = list(packs) if packs is not None else load_packs()
+        self.transport = transport
+        self.alert_hook = alert_hook
+        self.clock = clock
+
+    # --- many documents -----------------------------------------------------------------
+
+    def select(self, doc_ids: Sequence[str] | None) -> list[DocumentConfig]:
+        if not doc_ids:
+            return list(self.config.documents)
+        return [self.config.document(d) for d in doc_ids]
+
+    async def check(
+        self,
+        docs: Sequence[DocumentConfig],
+        *,
+        on_result: Callable[[CheckResult], None] | None = None,
+        fetcher: Fetcher | None = None,
+    ) -> list[CheckResult]:
+        """Check documents concurrently (the fetcher enforces per-host limits)."""
+        own = fetcher is None
+        f = fetcher or Fetcher(self.config.http, transport=self.transport)
+        limit = asyncio.Semaphore(self.config.http.max_concurrency)
+
+        async def one(doc: DocumentConfig) -> CheckResult:
+            async with limit:
+                result = await self.check_one(doc, f)
+            if on_result:
+                on_result(result)
+            return result
+
+        try:
+            return list(await asyncio.gather(*(one(d) for d in docs)))
+        finally:
+            if own:
+                await f.aclose()
+
+    # --- one document -------------------------------------------------------------------
+
+    async def check_one(self, doc: DocumentConfig, fetcher: Fetcher) -> CheckResult:
+        """Fetch and process one document. Never raises for the document's own trouble:
+        every failure is an outcome recorded in the fetch log."""
+        t0 = time.monotonic()
+        doc_id = doc.doc_id
+        try:
+            self.store.upsert_document(doc)
+            good = self.store.last_good_fetch(doc_id)
+            latest = self.store.latest_version(doc_id)
+            use_validators = good is not None and latest is not None
+            fetched = await fetcher.fetch(
+                doc.url,
+                etag=good["etag"] if use_validators and good else None,
+                last_modified=good["last_modified"] if use_validators and good else None,
+                ignore_robots=doc.ignore_robots,
+                headers=doc.headers or None,
+            )
+            result = self._process(doc, fetched, good, latest)
+        except Exception as exc:  # one document's bug must not stop the others
+            log.exception("check of %s failed", doc_id)
+            result = CheckResult(doc_id, Outcome.ERROR, detail=f"{type(exc).__name__}: {exc}")
+            try:
+                self.store.record_fetch(
+                    doc_id,
+                    started_at=self.clock(),
+                    url=doc.url,
+                    outcome=Outcome.ERROR.value,
+                    detail=result.detail,
+                )
+            except Exception:
+                log.exception("could not record the failed check of %s", doc_id)
+        result.duration = time.monotonic() - t0
+        log.info(
+            "%s %s%s (%.0f ms)",
+            doc_id,
+            result.outcome.value,
+            f" v{result.version}" if result.new_version else "",
+            result.duration * 1000,
+        )
+        return result
+
+    def _process(
+        self,
+        doc: DocumentConfig,
+        fetched: FetchResult,
+        good: dict[str, Any] | None,
+        latest: Version | None,
+    ) -> CheckResult:
+        doc_id = doc.doc_id
+        seen_at = fetched.started_at
+        base: dict[str, Any] = {
+            "started_at": seen_at,
+            "duration_ms": round(fetched.elapsed * 1000),
+            "url": fetched.url,
+            "final_url": fetched.final_url,
+            "status": fetched.status,
+            "etag": fetched.etag,
+            "last_modified": fetched.last_modified,
+            "attempts": fetched.attempts,
+            "robots_overridden": int(fetched.robots_overridden),
+        }
+        current = latest.number if latest else None
+
+        def done(outcome: Outcome, detail: str | None = None, **extra: Any) -> CheckResult:
+            with self.store.transaction():
+                if latest is not None and outcome in (
+                    Outcome.NOT_MODIFIED,
+                    Outcome.SAME_BODY,
+                    Outcome.UNCHANGED,
+                ):
+                    self.store.touch_version(latest.id, seen_at)
+                    extra.setdefault("version_id", latest.id)
+                    if outcome == Outcome.NOT_MODIFIED and good:
+                        # A 304 carries no body: keep the validators and hash we already have.
+                        extra.setdefault("body_sha256", good["body_sha256"])
+                        base["etag"] = base["etag"] or good["etag"]
+                        base["last_modified"] = base["last_modified"] or good["last_modified"]
+                self.store.record_fetch(doc_id, **base, outcome=outcome.value, detail=detail, **extra)
+            return CheckResult(
+                doc_id,
+                outcome,
+                version=current,
+                status=fetched.status,
+                detail=detail,
+                ai_training=latest.ai_training if latest else None,
+                consent=latest.consent if latest else None,
+            )
+
+        if fetched.outcome is not None:
+            return done(fetched.outcome, fetched.error)
+        body = fetched.body or b""
+        body_sha = sha256_bytes(body)
+        if good is not None and latest is not None and good["body_sha256"] == body_sha:
+            return done(Outcome.SAME_BODY, body_sha256=body_sha)
+
+        extracted = extract_stage.extract_html(
+            fetched.text or "", select=doc.select, remove=doc.remove, base_url=fetched.final_url
+        )
+        text_sha = sha256_text(extracted.text)
+        reason = extract_stage.suspect_reason(
+            extracted,
+            status=fetched.status,
+            previous_text=latest.text if latest else None,
+            min_ratio=self.config.suspect.min_ratio,
+            min_chars=self.config.suspect.min_chars,
+        )
+        if reason and not self._accept_persistent_suspect(doc_id, reason, text_sha):
+            with self.store.transaction():
+                blob = self.store.put_blob(body, fetched.content_type, seen_at)
+            return done(Outcome.SUSPECT, reason, body_sha256=blob, text_sha256=text_sha)
+        if latest is not None and latest.sha256 == text_sha:
+            return done(Outcome.UNCHANGED, body_sha256=body_sha, text_sha256=text_sha)
+
+        with self.store.transaction():
+            blob = self.store.put_blob(body, fetched.content_type, seen_at)
+            ingest = self.ingest(
+                doc_id,
+                extracted,
+                seen_at=seen_at,
+                source="fetch",
+                blob_sha256=blob,
+                source_url=fetched.final_url,
+            )
+            self.store.record_fetch(
+                doc_id,
+                **base,
+                outcome=Outcome.NEW_VERSION.value,
+                detail=f"accepted after {self.config.suspect.accept_after} identical suspect fetches: {reason}"
+                if reason
+                else None,
+                body_sha256=blob,
+                text_sha256=text_sha,
+                version_id=ingest.version.id,
+            )
+        return CheckResult(
+            doc_id,
+            Outcome.NEW_VERSION,
+            version=ingest.version.number,
+            new_version=True,
+            status=fetched.status,
+            changes=ingest.change_summary,
+            alerts=ingest.alert_ids,
+            ai_training=ingest.analysis.ai_training,
+            consent=ingest.analysis.consent.value,
+        )
+
+    def _accept_persistent_suspect(self, doc_id: str, reason: str, text_sha: str) -> bool:
+        """The documented rule: a *shrunk* text (not a blocked page, not an empty selection)
+        that comes back identical on ``suspect.accept_after`` consecutive fetches (this one
+        included) is accepted as a real new version."""
+        if any(word in reason.lower() for word in _NEVER_ACCEPTED):
+            return False
+        need = self.config.suspect.accept_after - 1
+        previous = self.store.fetches(doc_id, limit=need)
+        return len(previous) == need and all(
+            f["outcome"] == Outcome.SUSPECT.value and f["text_sha256"] == text_sha for f in previous
+        )
+
+    # --- a new text, from a fetch or an import ------------------------------------------
+
+    def ingest(
+        self,
+        doc_id: str,
+        extracted: Extracted,
+        *,
+        seen_at: dt.datetime,
+        source: str,
+        blob_sha256: str | None = None,
+        source_url: str | None = None,
+    ) -> IngestResult:
+        """Store a text as the document's next version (if it differs from the latest),
+        analyse it, diff it against the previous one and decide alerts, in one transaction."""
+        with self.store.transaction():
+            previous = self.store.latest_version(doc_id)
+            if previous is not None and previous.sha256 == sha256_text(extracted.text):
+                self.store.touch_version(previous.id, seen_at)
+                analysis = self.store.analysis(previous) or self._analyse(previous.id, previous.text)
+                return IngestResult(previous, False, analysis, None)
+            version = self.store.add_version(
+                doc_id,
+                text=extracted.text,
+                seen_at=seen_at,
+                source=source,
+                title=extracted.title,
+                blob_sha256=blob_sha256,
+                effective_date=extracted.effective_date,
+                source_url=source_url,
+            )
+            analysis = self._analyse(version.id, version.text)
+            summary = None
+            if previous is not None:
+                summary = diff_texts(previous.text, version.text).counts()
+                self.store.record_change(doc_id, previous.id, version.id, summary, seen_at)
+            prev_analysis = self.store.analysis(previous) if previous else None
+            alert_ids: list[int] = []
+            if self.alert_hook is not None:
+                alert_ids = self.alert_hook(
+                    self.store, doc_id, previous, version, prev_analysis, analysis
+                )
+            return IngestResult(
+                self.store.version_by_id(version.id), True, analysis, summary, alert_ids
+            )
+
+    def _analyse(self, version_id: int, text: str) -> Analysis:
+        analysis = analyse_text(text, self.packs)
+        self.store.save_analysis(version_id, analysis)
+        return analysis
+
+
+def seen_now() -> str:
+    return iso(utcnow())
