@@ -103,6 +103,18 @@ class DocumentConfig(_Strict):
             raise ValueError(f"not an http(s) URL: {v!r}")
         return v
 
+    @field_validator("select", "remove")
+    @classmethod
+    def _valid_selectors(cls, v: list[str]) -> list[str]:
+        import soupsieve
+
+        for selector in v:
+            try:
+                soupsieve.compile(selector)
+            except Exception as exc:  # soupsieve raises several kinds
+                raise ValueError(f"invalid CSS selector {selector!r}: {exc}") from None
+        return v
+
     @model_validator(mode="after")
     def _default_id(self) -> DocumentConfig:
         if not self.id:

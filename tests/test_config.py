@@ -19,12 +19,15 @@ def test_example_config_is_valid_and_lists_the_platforms() -> None:
 
 
 def test_document_id_is_slugged_platform_and_type() -> None:
-    config = parse_config("documents:\n  - platform: Meta / Facebook\n    doc_type: Privacy Policy\n    url: https://example.org/p\n")
+    config = parse_config(
+        "documents:\n  - platform: Meta / Facebook\n    doc_type: Privacy Policy\n    url: https://example.org/p\n"
+    )
     assert config.documents[0].doc_id == "meta-facebook/privacy-policy"
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [("30s", 30), ("15m", 900), ("6h", 21600), ("1d", 86400), (45, 45), ("2.5h", 9000)]
+    ("value", "seconds"),
+    [("30s", 30), ("15m", 900), ("6h", 21600), ("1d", 86400), (45, 45), ("2.5h", 9000)],
 )
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
@@ -92,3 +95,11 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_invalid_css_selector_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("documents:\n  - platform: X\n    url: https://x.com/p\n    select: 'main[['\n")
+    with pytest.raises(ConfigError, match=r"invalid CSS selector 'main\[\['") as info:
+        load_config(path)
+    assert info.value.line == 4

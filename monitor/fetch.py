@@ -1,0 +1,486 @@
+"""Fetch stage: polite, bounded HTTP GETs of policy pages.
+
+One :class:`Fetcher` owns one ``httpx.AsyncClient`` and every politeness rule that spans
+requests: per-host and global concurrency, the delay between requests to one host, the
+robots.txt cache. :meth:`Fetcher.fetch` never raises for network or HTTP trouble; the outcome
+is recorded in the returned :class:`~monitor.models.FetchResult` so the pipeline can log it
+as a fetch attempt and carry on with the next document.
+
+    async with Fetcher(config.http) as fetcher:
+        result = await fetcher.fetch(url, etag=previous.etag)
+
+Robots.txt is checked for the URL as requested, not for the hosts a redirect chain passes
+through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import datetime as dt
+import email.utils
+import logging
+import random
+import re
+import time
+import urllib.robotparser
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import httpx
+
+from monitor.config import HttpSettings
+from monitor.models import FetchResult, Outcome
+
+try:  # an optional dependency: httpx does not pull it in
+    import charset_normalizer
+except ImportError:  # pragma: no cover - depends on the environment
+    charset_normalizer = None  # type: ignore[assignment]
+
+__all__ = ["Fetcher", "decode_body"]
+
+_LOG_NAME = "monitor.fetch"
+_MAX_REDIRECTS = 10
+_JITTER = 0.1  # backoff delays are stretched by up to this fraction so clients don't sync up
+# RFC 9309: a crawler should not use a cached robots.txt for more than 24 hours. A failure is
+# cached briefly so one outage does not block a host for a whole long-running daemon.
+_ROBOTS_TTL = 24 * 3600.0
+_ROBOTS_FAILURE_TTL = 600.0
+# RFC 9309 asks for at least 500 KiB to be parsed; more than this is not a robots.txt.
+_ROBOTS_MAX_BYTES = 1024 * 1024
+_SNIFF_BYTES = 2048
+_DEFAULT_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"
+
+_META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.I)
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+class Fetcher:
+    """Fetches URLs with one shared client; use as ``async with`` or call :meth:`aclose`.
+
+    ``transport`` replaces the network (respx / ``httpx.MockTransport`` in tests); ``sleep``
+    is awaited for every deliberate wait (backoff, Retry-After, per-host delay) so tests can
+    record the delays instead of waiting them out.
+    """
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sleep = sleep
+        self._log = logger or logging.getLogger(_LOG_NAME)
+        self._random = random.Random()
+        self._clock: Callable[[], float] = time.monotonic
+        limits = httpx.Limits(
+            max_connections=settings.max_concurrency,
+            max_keepalive_connections=settings.max_concurrency,
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            limits=limits,
+            timeout=httpx.Timeout(settings.timeout),
+            follow_redirects=True,
+            max_redirects=_MAX_REDIRECTS,
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept": _DEFAULT_ACCEPT,
+                **settings.headers,
+            },
+        )
+        self._global_slots = asyncio.Semaphore(settings.max_concurrency)
+        self._hosts: dict[str, _HostGate] = {}
+        self._robots: dict[str, _RobotsEntry] = {}
+        self._robots_locks: dict[str, asyncio.Lock] = {}
+        if not settings.respect_robots:
+            self._log.warning("robots.txt checks are disabled by the configuration")
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        ignore_robots: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> FetchResult:
+        """GET ``url`` politely. Never raises for network or HTTP trouble (see FetchResult).
+
+        For a 304, ``etag`` / ``last_modified`` in the result are the server's new validators
+        when it sent any, else the ones given, so the caller can store them as they come.
+        """
+        started_at = dt.datetime.now(dt.UTC)
+        t0 = self._clock()
+        result = FetchResult(
+            url=url,
+            final_url=url,
+            status=None,
+            body=None,
+            text=None,
+            content_type=None,
+            etag=None,
+            last_modified=None,
+            outcome=None,
+            attempts=0,
+            started_at=started_at,
+        )
+        try:
+            target = httpx.URL(url)
+            if target.scheme not in ("http", "https") or not target.host:
+                raise httpx.InvalidURL("not an absolute http(s) URL")
+        except httpx.InvalidURL as exc:
+            result.outcome = Outcome.NETWORK_ERROR
+            result.error = f"invalid URL: {exc}"
+            return result
+
+        if self._settings.respect_robots:
+            if ignore_robots:
+                result.robots_overridden = True
+                self._log.warning("ignoring robots.txt for %s (document override)", url)
+            elif refusal := await self._robots_refusal(target):
+                result.outcome = Outcome.ROBOTS_DISALLOWED
+                result.error = refusal
+                result.elapsed = self._clock() - t0
+                return result
+
+        request_headers = dict(headers or {})
+        if etag:
+            request_headers["If-None-Match"] = etag
+        if last_modified:
+            request_headers["If-Modified-Since"] = last_modified
+
+        attempt = await self._fetch_with_retries(target, request_headers, result)
+        self._fill(result, attempt, etag, last_modified)
+        result.elapsed = self._clock() - t0
+        return result
+
+    # --- retries -------------------------------------------------------------------------
+
+    async def _fetch_with_retries(
+        self, target: httpx.URL, headers: dict[str, str], result: FetchResult
+    ) -> _Attempt:
+        settings = self._settings
+        tries = settings.retries + 1
+        for number in range(1, tries + 1):
+            result.attempts = number
+            attempt = await self._attempt(target, headers)
+            self._log.debug(
+                "GET %s attempt %d/%d -> %s (%.3f s)",
+                target,
+                number,
+                tries,
+                attempt.status if attempt.status is not None else attempt.error,
+                attempt.seconds,
+            )
+            if not attempt.retryable or number == tries:
+                return attempt
+            delay = settings.backoff * 2 ** (number - 1) * (1 + _JITTER * self._random.random())
+            if attempt.status in (429, 503) and attempt.headers is not None:
+                retry_after = _parse_retry_after(attempt.headers.get("Retry-After"))
+                if retry_after is not None:
+                    if retry_after > settings.max_retry_after:
+                        attempt.error = (
+                            f"HTTP {attempt.status}; Retry-After {retry_after:.0f} s exceeds "
+                            f"max_retry_after {settings.max_retry_after:.0f} s, not retried"
+                        )
+                        return attempt
+                    delay = retry_after
+            await self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+
+    async def _attempt(
+        self, target: httpx.URL, headers: Mapping[str, str], max_bytes: int | None = None
+    ) -> _Attempt:
+        settings = self._settings
+        async with self._slot(target):
+            t0 = self._clock()
+            attempt = _Attempt(final_url=str(target))
+            try:
+                async with asyncio.timeout(settings.timeout):
+                    await self._send(target, headers, max_bytes or settings.max_bytes, attempt)
+            except TimeoutError:
+                attempt.fail(Outcome.TIMEOUT, f"no complete response within {settings.timeout:g} s")
+            except httpx.TimeoutException as exc:
+                attempt.fail(Outcome.TIMEOUT, _describe(exc, "timed out"))
+            except httpx.TooManyRedirects:
+                attempt.fail(Outcome.HTTP_ERROR, f"more than {_MAX_REDIRECTS} redirects")
+                attempt.retryable = False
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                attempt.fail(Outcome.NETWORK_ERROR, _describe(exc, "network error"))
+            except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+                # Bad scheme in a redirect, undecodable gzip, local protocol trouble: trying
+                # again would give the same answer.
+                attempt.fail(Outcome.NETWORK_ERROR, _describe(exc, "request failed"))
+                attempt.retryable = False
+            attempt.seconds = self._clock() - t0
+            return attempt
+
+    async def _send(
+        self, target: httpx.URL, headers: Mapping[str, str], max_bytes: int, attempt: _Attempt
+    ) -> None:
+        request = self._client.build_request("GET", target, headers=headers)
+        response = await self._client.send(request, stream=True)
+        try:
+            attempt.final_url = str(response.url)
+            attempt.status = response.status_code
+            attempt.headers = response.headers
+            if response.status_code == 304:
+                attempt.outcome = Outcome.NOT_MODIFIED
+                return
+            if response.status_code >= 300:
+                # 3xx left over here had no usable Location; treat it like an error status.
+                attempt.outcome = Outcome.HTTP_ERROR
+                attempt.error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+                attempt.retryable = response.status_code == 429 or response.status_code >= 500
+                return
+            announced = _content_length(response.headers)
+            if announced is not None and announced > max_bytes:
+                attempt.fail(Outcome.TOO_LARGE, f"Content-Length {announced} > {max_bytes} bytes")
+                return
+            body = bytearray()
+            # aiter_bytes yields decoded content, so a compressed bomb is caught as well.
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    attempt.fail(Outcome.TOO_LARGE, f"body over {max_bytes} bytes")
+                    return
+            attempt.body = bytes(body)
+        finally:
+            await response.aclose()
+
+    def _fill(
+        self, result: FetchResult, attempt: _Attempt, etag: str | None, last_modified: str | None
+    ) -> None:
+        result.final_url = attempt.final_url
+        result.status = attempt.status
+        result.outcome = attempt.outcome
+        result.error = attempt.error
+        if attempt.headers is not None:
+            result.content_type = attempt.headers.get("Content-Type")
+            result.etag = attempt.headers.get("ETag")
+            result.last_modified = attempt.headers.get("Last-Modified")
+        if attempt.outcome is Outcome.NOT_MODIFIED:
+            result.etag = result.etag or etag
+            result.last_modified = result.last_modified or last_modified
+        if attempt.outcome is None and attempt.body is not None:
+            result.body = attempt.body
+            result.text = decode_body(attempt.body, result.content_type)
+
+    # --- politeness ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, target: httpx.URL) -> AsyncIterator[None]:
+        """Hold a per-host and a global slot, and space out request starts to the host."""
+        gate = self._hosts.get(_host_key(target))
+        if gate is None:
+            gate = self._hosts[_host_key(target)] = _HostGate(
+                asyncio.Semaphore(self._settings.per_host_concurrency)
+            )
+        # Always host first, then global: one order everywhere means no deadlock, and
+        # requests queued behind a busy host do not hold global slots while they wait.
+        async with gate.slots, self._global_slots:
+            delay = self._settings.per_host_delay
+            async with gate.start_lock:
+                if delay > 0 and gate.last_start is not None:
+                    wait = gate.last_start + delay - self._clock()
+                    if wait > 0:
+                        await self._sleep(wait)
+                gate.last_start = self._clock()
+            yield
+
+    async def _robots_refusal(self, target: httpx.URL) -> str | None:
+        """Why robots.txt forbids ``target``, or None when it may be fetched."""
+        origin = _origin(target)
+        lock = self._robots_locks.setdefault(origin, asyncio.Lock())
+        async with lock:  # concurrent checks of one host share one robots.txt request
+            entry = self._robots.get(origin)
+            if entry is None or entry.expires < self._clock():
+                entry = await self._load_robots(origin)
+                self._robots[origin] = entry
+        if entry.parser is None:
+            return entry.refusal
+        if entry.parser.can_fetch(self._settings.user_agent, str(target)):
+            return None
+        return f"robots.txt of {origin} disallows {target.raw_path.decode()} for our user agent"
+
+    async def _load_robots(self, origin: str) -> _RobotsEntry:
+        robots_url = httpx.URL(origin + "/robots.txt")
+        now = self._clock()
+        attempt = await self._attempt(
+            robots_url, {"Accept": "text/plain,*/*;q=0.5"}, _ROBOTS_MAX_BYTES
+        )
+        self._log.debug("GET %s -> %s", robots_url, attempt.status or attempt.error)
+        status = attempt.status
+        if attempt.outcome is Outcome.TOO_LARGE:
+            # Read nothing rather than a truncated file whose cut could drop a Disallow.
+            return _RobotsEntry(now + _ROBOTS_FAILURE_TTL, f"robots.txt of {origin} is too large")
+        if status is None or status == 429 or status >= 500:
+            # RFC 9309 2.3.1.4: unreachable robots.txt means assume complete disallow.
+            why = f"robots.txt of {origin} unreachable ({attempt.error}): assuming disallow"
+            self._log.info("%s", why)
+            return _RobotsEntry(now + _ROBOTS_FAILURE_TTL, why)
+        if status in (401, 403):
+            return _RobotsEntry(
+                now + _ROBOTS_TTL, f"robots.txt of {origin} is forbidden ({status})"
+            )
+        if status >= 400:
+            return _RobotsEntry(now + _ROBOTS_TTL, None)  # no robots.txt: everything allowed
+        parser = urllib.robotparser.RobotFileParser(str(robots_url))
+        parser.parse((attempt.body or b"").decode("utf-8", errors="replace").splitlines())
+        return _RobotsEntry(now + _ROBOTS_TTL, None, parser)
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+
+def decode_body(body: bytes, content_type: str | None = None) -> str:
+    """Decode a page body as a browser would, never failing.
+
+    Order: byte-order mark (the HTML standard lets it override the header), the
+    Content-Type charset, a ``<meta>`` charset in the first 2 KB, strict UTF-8, detection,
+    then cp1252 with replacement characters.
+    """
+    for bom, encoding in _BOMS:
+        if body.startswith(bom):
+            return body.decode(encoding, errors="replace")
+    declared = _codec(_header_charset(content_type)) or _codec(_meta_charset(body))
+    if declared:
+        return body.decode(declared, errors="replace")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if charset_normalizer is not None:
+        best = charset_normalizer.from_bytes(body).best()
+        if best is not None:
+            return str(best)
+    return body.decode("cp1252", errors="replace")
+
+
+def _header_charset(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip("\"'") or None
+    return None
+
+
+def _meta_charset(body: bytes) -> str | None:
+    match = _META_CHARSET.search(body[:_SNIFF_BYTES])
+    if not match:
+        return None
+    label = match.group(1).decode("ascii", errors="ignore")
+    # A page that could be read as ASCII to find this tag cannot be UTF-16 (HTML standard).
+    return "utf-8" if label.lower().startswith("utf-16") else label
+
+
+def _codec(label: str | None) -> str | None:
+    if not label:
+        return None
+    try:
+        name = codecs.lookup(label).name
+    except LookupError:
+        return None
+    # Browsers read latin-1 and ASCII labels as windows-1252 (HTML standard); pages rely on
+    # it for curly quotes and dashes in 0x80-0x9F.
+    return "cp1252" if name in ("iso8859-1", "ascii") else name
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _HostGate:
+    slots: asyncio.Semaphore
+    start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_start: float | None = None
+
+
+@dataclass(slots=True)
+class _RobotsEntry:
+    expires: float
+    refusal: str | None  # a blanket answer when there are no rules: why everything is refused
+    parser: urllib.robotparser.RobotFileParser | None = None
+
+
+@dataclass(slots=True)
+class _Attempt:
+    final_url: str
+    status: int | None = None
+    headers: httpx.Headers | None = None
+    body: bytes | None = None
+    outcome: Outcome | None = None
+    error: str | None = None
+    retryable: bool = False
+    seconds: float = 0.0
+
+    def fail(self, outcome: Outcome, error: str) -> None:
+        self.outcome = outcome
+        self.error = error
+        self.body = None
+        self.retryable = outcome in (Outcome.TIMEOUT, Outcome.NETWORK_ERROR)
+
+
+def _origin(url: httpx.URL) -> str:
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}"
+
+
+def _host_key(url: httpx.URL) -> str:
+    return f"{url.host}:{url.port}" if url.port is not None else url.host
+
+
+def _content_length(headers: httpx.Headers) -> int | None:
+    try:
+        return int(headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def _describe(exc: BaseException, fallback: str) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else f"{type(exc).__name__} ({fallback})"
