@@ -22,7 +22,17 @@ def test_fresh_database_is_migrated_and_in_wal_mode(store: Store) -> None:
     mode = store.conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     tables = {r["name"] for r in store.query("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"documents", "fetches", "versions", "blobs", "findings", "changes", "alerts", "subscribers", "deliveries"} <= tables
+    assert {
+        "documents",
+        "fetches",
+        "versions",
+        "blobs",
+        "findings",
+        "changes",
+        "alerts",
+        "subscribers",
+        "deliveries",
+    } <= tables
 
 
 def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:

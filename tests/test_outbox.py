@@ -1,0 +1,353 @@
+"""The outbox against a real SMTP server on 127.0.0.1 (aiosmtpd): routing, retries, crashes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from smtpserver import SmtpServer, smtp_server
+from test_email import CLAUSE, INJECT, add_alert
+
+from monitor.config import SmtpSettings
+from monitor.errors import StoreError
+from monitor.notify import (
+    PAUSE_ENV,
+    DeliveryReport,
+    add_subscriber,
+    deliver_pending,
+    enqueue_alert,
+    enqueue_digests,
+    mark_unknown_sent,
+    outbox_counts,
+    resend_unknown,
+    retry_failed,
+)
+from monitor.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+SENDER = "alerts@example.org"
+
+
+@pytest.fixture
+def server() -> SmtpServer:
+    with smtp_server() as srv:
+        yield srv
+
+
+def settings(srv: SmtpServer, **kw: object) -> SmtpSettings:
+    values: dict[str, object] = {
+        "host": srv.host,
+        "port": srv.port,
+        "sender": SENDER,
+        "timeout": 5,
+        "retries": 3,
+        "backoff": 60,
+    }
+    return SmtpSettings.model_validate(values | kw)
+
+
+def no_sleep(seconds: float) -> None:
+    pass
+
+
+def deliver(store: Store, smtp: SmtpSettings, now: dt.datetime | None = None) -> DeliveryReport:
+    return deliver_pending(store, smtp, now=now, sleep=no_sleep)
+
+
+def statuses(store: Store) -> list[str]:
+    return [r["status"] for r in store.query("SELECT status FROM deliveries ORDER BY id")]
+
+
+def received(srv: SmtpServer) -> dict[str, set[str]]:
+    """Subject -> recipients, over everything the server got."""
+    out: dict[str, set[str]] = {}
+    for m in srv.messages:
+        out.setdefault(str(m.message["Subject"]), set()).update(m.rcpt_tos)
+    return out
+
+
+def test_right_subscribers_get_exactly_one_message_per_alert(
+    store: Store, server: SmtpServer
+) -> None:
+    add_subscriber(store, "everything@example.org", min_severity="info")
+    add_subscriber(store, "x-fan@example.org", platforms=["x"])
+    add_subscriber(store, "meta-fan@example.org", platforms=["Meta"])
+    add_subscriber(store, "high-only@example.org", min_severity="high")
+    add_subscriber(store, "daily@example.org", min_severity="info", digest="daily")
+    x_high = add_alert(store, platform="X", severity="high")
+    meta_medium = add_alert(store, platform="Meta", severity="medium")
+    x_info = add_alert(store, platform="X", severity="info", type_="ai_training_removed")
+    for alert in (x_high, meta_medium, x_info):
+        enqueue_alert(store, alert)
+
+    report = deliver(store, settings(server))
+
+    assert report.sent == 6 and report.deferred == report.failed == 0
+    assert server.wait_for(6)
+    assert all(len(m.rcpt_tos) == 1 for m in server.messages)
+    assert received(server) == {
+        "[high] X privacy policy: AI training added without opt-in": {
+            "everything@example.org",
+            "x-fan@example.org",
+            "high-only@example.org",
+        },
+        "[medium] Meta privacy policy: AI training added without opt-in": {
+            "everything@example.org",
+            "meta-fan@example.org",
+        },
+        "[info] X privacy policy: AI training language removed": {"everything@example.org"},
+    }
+    assert set(server.message_ids().values()) == {1}
+    assert statuses(store) == ["sent"] * 6
+
+
+def test_enqueueing_twice_still_sends_one_per_recipient(store: Store, server: SmtpServer) -> None:
+    add_subscriber(store, "a@example.org")
+    add_subscriber(store, "b@example.org")
+    alert = add_alert(store)
+    first = enqueue_alert(store, alert)
+    second = enqueue_alert(store, alert)
+    deliver(store, settings(server))
+    enqueue_alert(store, alert)
+    deliver(store, settings(server))
+    assert len(first) == 2 and second == []
+    assert len(statuses(store)) == 2
+    assert sorted(r for m in server.messages for r in m.rcpt_tos) == [
+        "a@example.org",
+        "b@example.org",
+    ]
+
+
+def test_smtp_down_then_up_delivers_everything_once(store: Store, server: SmtpServer) -> None:
+    t0 = dt.datetime.now(dt.UTC)
+    for n in range(3):
+        add_subscriber(store, f"reader{n}@example.org")
+    enqueue_alert(store, add_alert(store), now=t0)
+    smtp = settings(server)
+
+    server.stop()
+    down = deliver(store, smtp, now=t0)
+    rows = store.query("SELECT * FROM deliveries")
+    assert (down.sent, down.deferred, down.failed) == (0, 3, 0)
+    assert {r["status"] for r in rows} == {"pending"}
+    assert {r["attempts"] for r in rows} == {1}
+    assert all("refused" in r["last_error"].lower() for r in rows)
+    assert {r["next_attempt_at"] for r in rows} == {
+        (t0 + dt.timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    }
+
+    server.start()
+    early = deliver(store, smtp, now=t0 + dt.timedelta(seconds=30))  # not due yet
+    later = deliver(store, smtp, now=t0 + dt.timedelta(seconds=61))
+    again = deliver(store, smtp, now=t0 + dt.timedelta(hours=1))
+    assert early.sent == 0 and later.sent == 3 and again.sent == 0
+    assert server.wait_for(3)
+    ids = server.message_ids()
+    assert len(ids) == 3 and set(ids.values()) == {1}
+    assert statuses(store) == ["sent"] * 3
+
+
+def test_backoff_doubles_then_the_row_fails_and_can_be_retried(
+    store: Store, server: SmtpServer
+) -> None:
+    t0 = dt.datetime.now(dt.UTC)
+    add_subscriber(store, "a@example.org")
+    enqueue_alert(store, add_alert(store), now=t0)
+    smtp = settings(server, retries=3, backoff=10)
+    server.stop()
+    waits = []
+    now = t0
+    for _ in range(3):
+        deliver(store, smtp, now=now)
+        row = store.query_one("SELECT * FROM deliveries")
+        assert row is not None
+        next_at = dt.datetime.fromisoformat(row["next_attempt_at"].replace("Z", "+00:00"))
+        waits.append((next_at - now.replace(microsecond=0)).total_seconds())
+        now = next_at
+    assert waits[:2] == [10, 20]
+    assert statuses(store) == ["failed"]
+    assert deliver(store, smtp, now=now + dt.timedelta(days=1)).sent == 0
+
+    server.start()
+    assert retry_failed(store, now=now) == 1
+    report = deliver(store, smtp, now=now)
+    assert report.sent == 1 and statuses(store) == ["sent"]
+    assert server.wait_for(1)
+
+
+def test_permanent_rejection_fails_at_once_and_the_batch_goes_on(
+    store: Store, server: SmtpServer
+) -> None:
+    server.reject["gone@example.org"] = "550 5.1.1 no such user"
+    server.reject["full@example.org"] = "452 4.2.2 mailbox full"
+    for address in ("gone@example.org", "full@example.org", "ok@example.org"):
+        add_subscriber(store, address)
+    enqueue_alert(store, add_alert(store))
+    report = deliver(store, settings(server))
+    rows = {r["recipient"]: r for r in store.query("SELECT * FROM deliveries")}
+    assert (report.sent, report.deferred, report.failed) == (1, 1, 1)
+    assert rows["gone@example.org"]["status"] == "failed"
+    assert "550" in rows["gone@example.org"]["last_error"]
+    assert rows["full@example.org"]["status"] == "pending"
+    assert "452" in rows["full@example.org"]["last_error"]
+    assert rows["ok@example.org"]["status"] == "sent"
+    assert [m.rcpt_tos for m in server.messages] == [["ok@example.org"]]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_login_with_password_from_config(store: Store) -> None:
+    add_subscriber(store, "a@example.org")
+    enqueue_alert(store, add_alert(store))
+    with smtp_server(auth=("mailer", "s3cret")) as srv:
+        wrong = deliver(store, settings(srv, username="mailer", password="nope"))
+        assert wrong.deferred == 1 and "535" in str(
+            store.query("SELECT last_error FROM deliveries")
+        )
+        store.conn.execute("UPDATE deliveries SET next_attempt_at = '2000-01-01T00:00:00Z'")
+        right = deliver(store, settings(srv, username="mailer", password="s3cret"))
+        assert right.sent == 1 and srv.wait_for(1)
+
+
+def test_hostile_text_does_not_add_recipients_or_headers_on_the_wire(
+    store: Store, server: SmtpServer
+) -> None:
+    add_subscriber(store, "reader@example.org")
+    enqueue_alert(store, add_alert(store, platform="X" + INJECT, summary="s" + INJECT))
+    deliver(store, settings(server))
+    assert server.wait_for(1)
+    (message,) = server.messages
+    assert message.rcpt_tos == ["reader@example.org"]
+    assert message.message["Bcc"] is None
+    assert b"\r\nBcc:" not in message.data.split(b"\r\n\r\n", 1)[0]
+
+
+def test_a_second_deliverer_backs_off_while_one_holds_the_outbox(
+    store: Store, server: SmtpServer
+) -> None:
+    add_subscriber(store, "a@example.org")
+    enqueue_alert(store, add_alert(store))
+    fd = os.open(f"{store.path}.outbox-lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        busy = deliver(store, settings(server))
+    finally:
+        os.close(fd)
+    free = deliver(store, settings(server))
+    assert busy.busy and busy.sent == 0
+    assert free.sent == 1 and not free.busy
+
+
+def test_delivering_inside_a_transaction_is_refused(store: Store, server: SmtpServer) -> None:
+    add_subscriber(store, "a@example.org")
+    enqueue_alert(store, add_alert(store))
+    with pytest.raises(StoreError, match="transaction"), store.transaction():
+        deliver(store, settings(server))
+    assert statuses(store) == ["pending"] and server.messages == []
+
+
+# --- a crash between "accepted by the server" and "marked sent" ---------------------------------
+
+_CHILD = """
+import sys
+from monitor.config import SmtpSettings
+from monitor.notify import deliver_pending
+from monitor.errors import StoreError
+from monitor.store import Store
+smtp = SmtpSettings(host="127.0.0.1", port=int(sys.argv[2]), sender="alerts@example.org", timeout=5)
+deliver_pending(Store(sys.argv[1]), smtp)
+"""
+
+
+def test_crash_after_send_is_neither_resent_nor_lost(store: Store, server: SmtpServer) -> None:
+    add_subscriber(store, "first@example.org")
+    add_subscriber(store, "second@example.org")
+    enqueue_alert(store, add_alert(store))
+    env = os.environ | {PAUSE_ENV: "60"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(store.path), str(server.port)], env=env, cwd=REPO
+    )
+    try:
+        assert server.wait_for(1, timeout=30), "the child never sent"
+        time.sleep(0.2)  # the child is now sleeping between send and mark
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    (crashed,) = store.query("SELECT * FROM deliveries WHERE status = 'sending'")
+    assert crashed["recipient"] == "first@example.org"  # not silently lost: still on record
+
+    smtp = settings(server)
+    after = deliver(store, smtp)
+    assert after.unknown == 1 and after.unknown_total == 1 and after.sent == 1
+    assert "--resend-unknown" in after.summary()
+    assert server.wait_for(2)
+    assert Counter(r for m in server.messages for r in m.rcpt_tos) == {
+        "first@example.org": 1,
+        "second@example.org": 1,
+    }
+    still = deliver(store, smtp)
+    assert still.sent == 0 and still.unknown == 0 and still.unknown_total == 1
+    assert outbox_counts(store) == {"unknown": 1, "sent": 1}
+
+    assert resend_unknown(store) == 1
+    resent = deliver(store, smtp)
+    assert resent.sent == 1 and resent.unknown_total == 0
+    assert server.wait_for(3)
+    ids = server.message_ids()
+    assert ids[crashed["message_id"]] == 2  # exactly once more, with the same Message-ID
+    assert deliver(store, smtp).sent == 0
+    assert len(server.messages) == 3
+
+
+def test_operator_can_confirm_an_unknown_row_instead(store: Store, server: SmtpServer) -> None:
+    add_subscriber(store, "a@example.org")
+    enqueue_alert(store, add_alert(store))
+    store.conn.execute("UPDATE deliveries SET status = 'sending', attempts = 1")
+    assert deliver(store, settings(server)).unknown == 1
+    assert mark_unknown_sent(store) == 1
+    assert statuses(store) == ["sent"] and server.messages == []
+
+
+# --- digests -------------------------------------------------------------------------------------
+
+
+def test_daily_digest_lists_every_new_alert_once(store: Store, server: SmtpServer) -> None:
+    t0 = dt.datetime.now(dt.UTC)
+    add_subscriber(store, "daily@example.org", digest="daily")
+    add_subscriber(store, "instant@example.org", platforms=["nobody"])
+    first = add_alert(store, platform="X", summary="X now trains AI on posts.")
+    second = add_alert(
+        store, platform="Meta", summary="Meta dropped its opt-in.", severity="medium"
+    )
+    assert enqueue_alert(store, first) == [] and enqueue_alert(store, second) == []
+
+    made = enqueue_digests(store, now=t0)
+    assert len(made) == 1
+    assert enqueue_digests(store, now=t0) == []
+    assert enqueue_digests(store, now=t0 + dt.timedelta(days=1)) == []  # nothing new
+
+    deliver(store, settings(server), now=t0 + dt.timedelta(days=1))
+    assert server.wait_for(1)
+    (digest,) = server.messages
+    assert digest.rcpt_tos == ["daily@example.org"]
+    assert str(digest.message["Subject"]) == "[policy-monitor] daily digest: 2 alerts (X, Meta)"
+    text = digest.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "X now trains AI on posts." in text and "Meta dropped its opt-in." in text
+    assert f"> {CLAUSE}" in text
+    assert digest.message["List-Unsubscribe"] is not None
+
+    third = add_alert(store, platform="X", summary="Another clause.")
+    assert enqueue_digests(store, now=t0 + dt.timedelta(hours=2)) == []  # one a day at most
+    (next_day,) = enqueue_digests(store, now=t0 + dt.timedelta(days=1))
+    row = store.query_one("SELECT * FROM deliveries WHERE id = ?", (next_day,))
+    assert row is not None and row["alert_id"] == third
+    assert "Another clause." in row["body_text"] and "Meta dropped" not in row["body_text"]
