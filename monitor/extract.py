@@ -560,7 +560,7 @@ _MD_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _MD_AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]+|[^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>")
 _MD_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 # Unrolled loops ("normal* (special normal*)*"): much faster than an alternation per char.
-_LINK_TEXT = r"\[([^\]\\]*(?:\\.[^\]\\]*)*)\]"
+_LINK_TEXT = r"(?<!\\)\[([^\]\\]*(?:\\.[^\]\\]*)*)\]"  # an escaped \[ opens no link
 _LINK_DEST = r"\([^()\s]*(?:\([^()]*\)[^()\s]*)*(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)"
 _MD_IMAGE = re.compile(r"!" + _LINK_TEXT + _LINK_DEST)
 _MD_LINK = re.compile(_LINK_TEXT + _LINK_DEST)
