@@ -70,7 +70,11 @@ def _handle_errors(fn: F) -> F:
 
 
 def _stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output is read by people in pagers and logs too: do not squeeze tables to 80 columns.
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200)
+    return console
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -133,6 +137,8 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
                 results = asyncio.run(pipeline.check(selected, on_result=advance))
         else:
             results = asyncio.run(pipeline.check(selected))
+        published = pipeline.publish()
+    delivery = published.delivery
     if as_json:
         counts: dict[str, int] = {}
         for r in results:
@@ -144,7 +150,9 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
                     "summary": {
                         "checked": len(results),
                         "new_versions": sum(r.new_version for r in results),
+                        "alerts": sum(len(r.alerts) for r in results),
                         "outcomes": counts,
+                        "emails": delivery.summary() if delivery else None,
                     },
                 },
                 indent=2,
@@ -168,7 +176,10 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
     _stdout_console().print(table)
     new = sum(r.new_version for r in results)
     failed = sum(r.outcome.failed for r in results)
-    click.echo(f"{len(results)} checked, {new} new version(s), {failed} failed")
+    alerts = sum(len(r.alerts) for r in results)
+    click.echo(f"{len(results)} checked, {new} new version(s), {alerts} alert(s), {failed} failed")
+    if delivery is not None:
+        click.echo(f"e-mail: {delivery.summary()}")
 
 
 # --- history / diff ----------------------------------------------------------------------
@@ -260,6 +271,163 @@ def diff(app: AppContext, doc: str, from_ref: str | None, to_ref: str, fmt: str,
     else:
         use_color = sys.stdout.isatty() if color is None else color
         click.echo(render_text(result, color=use_color), nl=False)
+
+
+# --- alerts, subscribers, notify ---------------------------------------------------------
+
+
+@cli.command("alerts")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--doc", "doc_id", help="Only this document's alerts.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_obj
+@_handle_errors
+def alerts_cmd(app: AppContext, as_json: bool, doc_id: str | None, limit: int) -> None:
+    """Alerts raised so far, newest first."""
+    from monitor.alerts import list_alerts
+
+    with app.store() as store:
+        rows = list_alerts(store, doc_id=doc_id, limit=limit)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False))
+        return
+    table = Table(show_edge=False)
+    for col in ("#", "date", "document", "type", "severity", "summary"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r.id), r.created_at[:10], r.document_id, r.type, r.severity, r.summary)
+    _stdout_console().print(table)
+    if not rows:
+        click.echo("no alerts yet")
+
+
+@cli.group()
+def subscribers() -> None:
+    """People who receive alert e-mails."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--platform", "platforms", multiple=True, help="Only alerts about this platform (repeatable; default all).")
+@click.option(
+    "--min-severity",
+    type=click.Choice(["info", "low", "medium", "high"]),
+    default="medium",
+    show_default=True,
+)
+@click.option("--digest", type=click.Choice(["none", "daily"]), default="none", show_default=True, help="One e-mail per alert, or one daily digest.")
+@click.pass_obj
+@_handle_errors
+def subscribers_add(app: AppContext, email: str, platforms: tuple[str, ...], min_severity: str, digest: str) -> None:
+    """Add a subscriber (or update the filters of an existing one)."""
+    from monitor.notify import add_subscriber
+
+    with app.store() as store:
+        sub = add_subscriber(store, email, platforms=platforms, min_severity=min_severity, digest=digest)
+    scope = ", ".join(sub.platforms) if sub.platforms else "all platforms"
+    click.echo(f"{sub.email}: {scope}, severity >= {sub.min_severity}, digest {sub.digest}")
+
+
+@subscribers.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@_handle_errors
+def subscribers_list(app: AppContext, as_json: bool) -> None:
+    """List subscribers and their filters."""
+    from monitor.notify import list_subscribers
+
+    with app.store() as store:
+        subs = list_subscribers(store)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "email": s.email,
+                        "platforms": s.platforms,
+                        "min_severity": s.min_severity,
+                        "digest": s.digest,
+                        "created_at": s.created_at,
+                    }
+                    for s in subs
+                ],
+                indent=2,
+            )
+        )
+        return
+    for s in subs:
+        scope = ", ".join(s.platforms) if s.platforms else "all platforms"
+        click.echo(f"{s.email}\t{scope}\t>= {s.min_severity}\tdigest {s.digest}")
+    if not subs:
+        click.echo("no subscribers")
+
+
+@subscribers.command("remove")
+@click.argument("email_or_token")
+@click.pass_obj
+@_handle_errors
+def subscribers_remove(app: AppContext, email_or_token: str) -> None:
+    """Remove a subscriber (by e-mail address or unsubscribe token)."""
+    from monitor.notify import remove_subscriber
+
+    with app.store() as store:
+        removed = remove_subscriber(store, email_or_token)
+    if not removed:
+        raise MonitorError(f"no subscriber {email_or_token!r}")
+    click.echo(f"removed {email_or_token}")
+
+
+@cli.command()
+@click.option("--resend-unknown", is_flag=True, help="Resend e-mails whose delivery is in doubt after a crash.")
+@click.option("--retry-failed", is_flag=True, help="Put failed e-mails back in the queue.")
+@click.pass_obj
+@_handle_errors
+def notify(app: AppContext, resend_unknown: bool, retry_failed: bool) -> None:
+    """Deliver what is waiting in the outbox."""
+    from monitor import notify as notify_stage
+
+    config = app.config
+    with app.store() as store:
+        if resend_unknown:
+            click.echo(f"{notify_stage.resend_unknown(store)} e-mail(s) in doubt queued again")
+        if retry_failed:
+            click.echo(f"{notify_stage.retry_failed(store)} failed e-mail(s) queued again")
+        notify_stage.enqueue_digests(store, base_url=config.base_url, reports_dir=config.reports_path)
+        if config.smtp is None:
+            counts = notify_stage.outbox_counts(store)
+            raise MonitorError(f"no 'smtp:' section in the config; outbox: {counts}")
+        report = notify_stage.deliver_pending(store, config.smtp)
+    click.echo(report.summary())
+
+
+# --- demo ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--dir", "folder", type=click.Path(file_okay=False), help="Where to put the demo's database and reports (default: a new temporary folder).")
+@_handle_errors
+def demo(folder: str | None) -> None:
+    """Offline end-to-end run on a bundled fictional platform."""
+    import tempfile
+    import time
+
+    from monitor.demo import describe_email, run_demo
+
+    target = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="policy-monitor-demo-"))
+    t0 = time.monotonic()
+    click.echo(f"policy-monitor demo: watching a fictional platform's privacy policy in {target}")
+    result = run_demo(target, say=click.echo)
+    click.echo(f"done in {time.monotonic() - t0:.1f} s: {result.alerts} alert(s), {len(result.emails)} e-mail(s)")
+    click.echo("")
+    click.echo(f"  database      {result.database}")
+    for name, path in result.pages.items():
+        click.echo(f"  {name:<13} {path}")
+    click.echo(f"  e-mails       {result.mail_folder}")
+    for path in result.emails:
+        click.echo(f"                {describe_email(path)}")
+    click.echo("")
+    click.echo(f"Try: policy-monitor --db {result.database} history chirpy/privacy-policy")
+    click.echo(f"     policy-monitor --db {result.database} diff chirpy/privacy-policy --from 1 --to 2")
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -30,6 +31,9 @@ from monitor.diff import diff_texts
 from monitor.fetch import Fetcher
 from monitor.models import Analysis, Extracted, FetchResult, Outcome
 from monitor.store import Store, Version, iso, sha256_bytes, sha256_text, utcnow
+
+if TYPE_CHECKING:
+    from monitor.notify import DeliveryReport
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -81,14 +85,22 @@ class CheckResult:
         }
 
 
+@dataclass(slots=True)
+class PublishResult:
+    pages: list[Path]
+    delivery: DeliveryReport | None
+
+
 AlertHook = Callable[[Store, str, Version | None, Version, Analysis | None, Analysis], list[int]]
 
 
 class Pipeline:
     """Runs documents through the stages against one store.
 
-    ``transport`` is the seam for tests (an httpx transport); ``alert_hook`` decides and
-    stores alerts for a new version (issue 4 plugs :func:`monitor.alerts.record_alerts` in).
+    ``transport`` is the seam for tests (an httpx transport). ``alert_hook`` decides and
+    stores alerts for a new version; the default records them (:mod:`monitor.alerts`) and,
+    when ``notify`` is true, puts their e-mails in the outbox in the same transaction, so an
+    alert never exists without its e-mails. ``import`` passes ``notify=False``.
     """
 
     def __init__(
@@ -99,14 +111,60 @@ class Pipeline:
         packs: Sequence[RulePack] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         alert_hook: AlertHook | None = None,
+        notify: bool = True,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.config = config
         self.store = store
         self.packs = list(packs) if packs is not None else load_packs()
         self.transport = transport
-        self.alert_hook = alert_hook
+        self.alert_hook: AlertHook = alert_hook or self._record_alerts
+        self.notify = notify
         self.clock = clock
+        self.new_alerts: list[int] = []  # alerts raised since the last publish()
+
+    def _record_alerts(
+        self,
+        store: Store,
+        doc_id: str,
+        previous: Version | None,
+        version: Version,
+        prev_analysis: Analysis | None,
+        analysis: Analysis,
+    ) -> list[int]:
+        from monitor import alerts, notify
+
+        ids = alerts.record_alerts(store, doc_id, previous, version, prev_analysis, analysis)
+        if self.notify:
+            for alert_id in ids:
+                notify.enqueue_alert(
+                    store,
+                    alert_id,
+                    base_url=self.config.base_url,
+                    reports_dir=self.config.reports_path,
+                )
+        return ids
+
+    def publish(self) -> PublishResult:
+        """After a pass: write the pages of new alerts (and the index and feed), queue the
+        daily digests that are due, and deliver what waits in the outbox."""
+        from monitor import notify, pages
+
+        written = pages.write_alert_pages(
+            self.store,
+            self.config.reports_path,
+            alert_ids=self.new_alerts,
+            base_url=self.config.base_url,
+        )
+        self.new_alerts = []
+        report = None
+        if self.notify:
+            notify.enqueue_digests(
+                self.store, base_url=self.config.base_url, reports_dir=self.config.reports_path
+            )
+            if self.config.smtp is not None:
+                report = notify.deliver_pending(self.store, self.config.smtp)
+        return PublishResult(written, report)
 
     # --- many documents -----------------------------------------------------------------
 
@@ -337,11 +395,10 @@ class Pipeline:
                 summary = diff_texts(previous.text, version.text).counts()
                 self.store.record_change(doc_id, previous.id, version.id, summary, seen_at)
             prev_analysis = self.store.analysis(previous) if previous else None
-            alert_ids: list[int] = []
-            if self.alert_hook is not None:
-                alert_ids = self.alert_hook(
-                    self.store, doc_id, previous, version, prev_analysis, analysis
-                )
+            alert_ids = self.alert_hook(
+                self.store, doc_id, previous, version, prev_analysis, analysis
+            )
+            self.new_alerts.extend(alert_ids)
             return IngestResult(
                 self.store.version_by_id(version.id), True, analysis, summary, alert_ids
             )

@@ -1,0 +1,214 @@
+"""`policy-monitor demo`: the offline end-to-end run a newcomer starts first.
+
+It serves a fictional platform's policy history (no AI -> AI training without opt-in -> an
+opt-out added -> opt-in) from a local HTTP server on a free 127.0.0.1 port, captures e-mail on
+a local SMTP server, runs ``check`` once per version into a fresh database and says where the
+alert pages, the feed, the report and the captured e-mails are. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import email.policy
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from monitor import pages
+from monitor.config import Config, parse_config
+from monitor.errors import MonitorError
+from monitor.pipeline import CheckResult, Pipeline
+from monitor.store import Store
+
+PLATFORM = "Chirpy"
+DOC_ID = "chirpy/privacy-policy"
+SUBSCRIBER = "reader@example.org"
+# The versions are dated as if fetched months apart, so the feed and report read like history.
+DATES = [
+    dt.datetime(2024, 2, 1, 9, 0, tzinfo=dt.UTC),
+    dt.datetime(2024, 6, 15, 9, 0, tzinfo=dt.UTC),
+    dt.datetime(2024, 9, 2, 9, 0, tzinfo=dt.UTC),
+    dt.datetime(2025, 1, 20, 9, 0, tzinfo=dt.UTC),
+]
+STEPS = [
+    "no AI training",
+    "AI training without opt-in",
+    "an opt-out added",
+    "opt-in only",
+]
+
+
+def demo_pages() -> list[bytes]:
+    folder = resources.files("monitor") / "demo_data"
+    return [(folder / f"chirpy-privacy-v{i}.html").read_bytes() for i in range(1, len(STEPS) + 1)]
+
+
+class _PolicyServer:
+    """Serves the current demo page at /privacy; ``current`` is switched between checks."""
+
+    def __init__(self, pages: list[bytes]) -> None:
+        self.pages = pages
+        self.current = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/privacy"):
+                    body = outer.pages[outer.current]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                else:
+                    body = b"not found"
+                    self.send_response(404)
+                    self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}/privacy"
+
+    def __enter__(self) -> _PolicyServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class _Mailbox:
+    """Captures every message the local SMTP server receives into a folder of .eml files."""
+
+    folder: Path
+    messages: list[Path] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        n = len(self.messages) + 1
+        path = self.folder / f"{n:03d}.eml"
+        path.write_bytes(envelope.content)
+        self.messages.append(path)
+        return "250 Message accepted for delivery"
+
+
+@contextmanager
+def _smtp_server(folder: Path) -> Iterator[tuple[int, _Mailbox]]:
+    from aiosmtpd.controller import Controller
+
+    mailbox = _Mailbox(folder)
+    # aiosmtpd's Controller checks readiness by connecting to its port, so it needs a real
+    # port number up front rather than 0.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, mailbox
+    finally:
+        controller.stop()
+
+
+@dataclass
+class DemoResult:
+    folder: Path
+    database: Path
+    reports: Path
+    mail_folder: Path
+    checks: list[CheckResult]
+    alerts: int
+    emails: list[Path]
+    pages: dict[str, Path]
+
+
+def _config(folder: Path, url: str, smtp_port: int) -> Config:
+    text = f"""
+database: policy-monitor.db
+reports_dir: reports
+http:
+  per_host_delay: 0
+  retries: 0
+  respect_robots: true
+documents:
+  - platform: {PLATFORM}
+    doc_type: privacy-policy
+    url: {url}
+    select: main
+smtp:
+  host: 127.0.0.1
+  port: {smtp_port}
+  sender: "policy-monitor demo <demo@policy-monitor.invalid>"
+  retries: 2
+  backoff: 0
+"""
+    return parse_config(text, str(folder / "config.yaml"))
+
+
+def run_demo(folder: Path, *, say: Any = print) -> DemoResult:
+    """Run the whole demo into ``folder`` (created if needed; must not hold a demo already)."""
+    from monitor import notify
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mail_folder = folder / "mail"
+    mail_folder.mkdir(exist_ok=True)
+    with _PolicyServer(demo_pages()) as web, _smtp_server(mail_folder) as (smtp_port, mailbox):
+        config = _config(folder, web.url, smtp_port)
+        if config.database_path.exists():
+            raise MonitorError(f"{folder} already holds a demo database: pick an empty folder")
+        with Store(config.database_path) as store:
+            notify.add_subscriber(store, SUBSCRIBER, platforms=[PLATFORM], min_severity="low")
+            checks = []
+            for step, when in enumerate(DATES):
+                web.current = step
+                # Each version is checked as if on its date, so the history reads like one.
+                pipeline = Pipeline(config, store, clock=lambda when=when: when)
+                result = asyncio.run(pipeline.check(config.documents))[0]
+                pipeline.publish()
+                checks.append(result)
+                say(
+                    f"  {when:%Y-%m-%d}  {STEPS[step]:<28} -> {result.outcome.value}"
+                    + (f", version {result.version}" if result.new_version else "")
+                    + (f", {len(result.alerts)} alert(s)" if result.alerts else "")
+                )
+            written = pages.write_alert_pages(store, config.reports_path)
+            alert_count = int(store.query("SELECT count(*) AS n FROM alerts")[0]["n"])
+    emails = list(mailbox.messages)
+    index = config.reports_path / "alerts" / "index.html"
+    feed = config.reports_path / "alerts.atom"
+    first_alert = next((p for p in written if p.parent.name == "alerts" and p.stem.isdigit()), None)
+    return DemoResult(
+        folder=folder,
+        database=config.database_path,
+        reports=config.reports_path,
+        mail_folder=mail_folder,
+        checks=checks,
+        alerts=alert_count,
+        emails=emails,
+        pages={
+            "index": index,
+            "feed": feed,
+            **({"alert": first_alert} if first_alert else {}),
+        },
+    )
+
+
+def describe_email(path: Path) -> str:
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    return f"{path}  To: {msg['To']}  Subject: {msg['Subject']}"
