@@ -1,0 +1,402 @@
+"""The analyser: segmentation, language detection and rule packs over policy text.
+
+Pure functions of their inputs (no I/O except reading rule-pack files in :func:`load_packs`).
+
+>>> a = analyse_text("We use your posts to train our AI models. You can opt out in Settings.")
+>>> a.ai_training, a.consent.value
+(True, 'opt_out')
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import monitor
+from monitor.analyse.engine import UnitVerdict, assess_unit, eval_generic, mentions_training
+from monitor.analyse.lang import detect_language
+from monitor.analyse.rules import Rule, RulePack, fold, load_pack_file
+from monitor.analyse.segment import segment, segment_with_blocks
+from monitor.errors import RuleError
+from monitor.models import Analysis, Consent, Finding, Span, Unit
+
+__all__ = [
+    "ExampleResult",
+    "RulePack",
+    "analyse_text",
+    "analyse_unit",
+    "builtin_rules_dir",
+    "detect_language",
+    "load_packs",
+    "run_pack_examples",
+    "segment",
+]
+
+AI_CATEGORY = "ai_training"
+
+
+def builtin_rules_dir() -> Path:
+    """The packs shipped with the package (wheel) or the checkout's ``rules/``."""
+    inside = Path(monitor.__file__).resolve().parent / "_rules"
+    if inside.is_dir():
+        return inside
+    return Path(monitor.__file__).resolve().parent.parent / "rules"
+
+
+def load_packs(paths: Sequence[Path] | None = None) -> list[RulePack]:
+    """Load and compile rule packs: files, or directories of ``*.yaml``; ``None`` = built-in.
+
+    Raises :class:`monitor.errors.RuleError` naming the file, the rule id and the problem.
+    """
+    if paths is None:
+        return list(_builtin_packs(str(builtin_rules_dir())))
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise RuleError("no such rule file or directory", path=str(p))
+    packs = [load_pack_file(f) for f in files]
+    seen: dict[str, Path | None] = {}
+    for pk in packs:
+        if pk.id in seen:
+            raise RuleError(f"pack id {pk.id!r} also defined in {seen[pk.id]}", path=str(pk.path))
+        seen[pk.id] = pk.path
+    return packs
+
+
+@functools.lru_cache(maxsize=4)
+def _builtin_packs(directory: str) -> tuple[RulePack, ...]:
+    # Compiled packs are never mutated after loading, so sharing them between calls is safe
+    # and spares every analyse_text(text) call a YAML parse.
+    return tuple(load_packs([Path(directory)]))
+
+
+def _resolve(packs: Sequence[RulePack] | None) -> Sequence[RulePack]:
+    return _builtin_packs(str(builtin_rules_dir())) if packs is None else packs
+
+
+# --------------------------------------------------------------------------- HTML input
+
+_HTML_HINT = re.compile(r"<(?:!doctype|html|body|p|div|li|h[1-6]|section|article|span)\b", re.I)
+_BLOCK_TAGS = ("p", "div", "section", "article", "br", "tr", "table", "ul", "ol", "dl", "dd", "dt")
+
+
+def looks_like_html(text: str) -> bool:
+    head = text[:5000]
+    return bool(_HTML_HINT.search(head)) and "</" in text[:50000]
+
+
+def html_to_blocks(html: str) -> str:
+    """Minimal HTML -> block text (headings ``#``, list items ``- ``, paragraphs)."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "lxml")
+    for tag in soup(["script", "style", "noscript", "template", "svg"]):
+        tag.decompose()
+    for level in range(1, 7):
+        for h in soup.find_all(f"h{level}"):
+            h.insert(0, "\n\n" + "#" * level + " ")
+            h.append("\n\n")
+    for li in soup.find_all("li"):
+        li.insert(0, "\n\n- ")
+        li.append("\n\n")
+    for tag in soup.find_all(_BLOCK_TAGS):
+        tag.append("\n\n")
+    text = soup.get_text()
+    blocks = []
+    for raw in re.split(r"\n\s*\n", text):
+        block = " ".join(raw.split())
+        if block and block not in {"-", "#"}:
+            blocks.append(block)
+    return "\n\n".join(blocks)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _finding(
+    pack: RulePack,
+    rule: Rule,
+    unit: Unit,
+    lang: str,
+    *,
+    ai_training: bool,
+    consent: Consent,
+    negated: bool,
+    spans: list[Span],
+    cues: list[str] | None = None,
+) -> Finding:
+    return Finding(
+        pack=pack.id,
+        rule_id=rule.id,
+        category=pack.category,
+        severity=rule.severity,
+        unit_index=unit.index,
+        unit_text=unit.text,
+        start=unit.start,
+        end=unit.end,
+        heading_path=unit.heading_path,
+        lang=lang,
+        ai_training=ai_training,
+        consent=consent,
+        negated=negated,
+        spans=spans,
+        consent_cues=cues or [],
+    )
+
+
+def _ai_finding(pack: RulePack, unit: Unit, lang: str, v: UnitVerdict) -> Finding:
+    rule = pack.rule(v.when) or pack.rule("disclosure")
+    assert rule is not None
+    return _finding(
+        pack,
+        rule,
+        unit,
+        lang,
+        ai_training=v.ai_training,
+        consent=v.consent,
+        negated=v.negated,
+        spans=v.spans,
+        cues=v.consent_cues,
+    )
+
+
+def _summarise(lang: str, findings: list[Finding], unit_count: int) -> Analysis:
+    training = [f for f in findings if f.category == AI_CATEGORY]
+    positive = [f for f in training if f.ai_training]
+    consent = (
+        min((f.consent for f in positive), key=lambda c: c.strength) if positive else Consent.NA
+    )
+    return Analysis(
+        lang=lang,
+        ai_training=bool(positive),
+        consent=consent,
+        negated=any(f.negated for f in training),
+        findings=findings,
+        unit_count=unit_count,
+    )
+
+
+def _candidates(
+    pack: RulePack, lowered: str | None, units: list[Unit], starts: list[int], lead_ins: list[int]
+) -> list[int]:
+    """Indices of units the pack's prefilter hits (one regex pass over the whole text)."""
+    if pack.prefilter is None:
+        return list(range(len(units)))
+    if lowered is None:  # a few characters change length when lower-cased: go unit by unit
+        return [i for i, u in enumerate(units) if pack.prefilter.search(fold(u.text).lower())]
+    hit: set[int] = set()
+    for m in pack.prefilter.finditer(lowered):
+        i = bisect_right(starts, m.start()) - 1
+        if i >= 0 and m.start() < units[i].end:
+            hit.add(i)
+    # List items carry a lead-in that is not inside their offsets.
+    for i in lead_ins:
+        if i not in hit and pack.prefilter.search(fold(units[i].text).lower()):
+            hit.add(i)
+    return sorted(hit)
+
+
+def _context(
+    i: int,
+    units: list[Unit],
+    blocks: list[int],
+    lang: str,
+    pack: RulePack,
+    positive_units: set[int],
+) -> list[str]:
+    """Neighbouring units whose consent wording is tied to unit ``i``'s training statement.
+
+    The next two units of the same paragraph or list (e.g. "You can object to this
+    processing."), and units of the same section that themselves refer to training. Units
+    that are training statements of their own never lend their regime to another.
+    """
+    out: list[str] = []
+    for j in (i + 1, i + 2):
+        if j < len(units) and blocks[j] == blocks[i] and j not in positive_units:
+            out.append(units[j].text)
+    path = units[i].heading_path
+    if path:
+        lo, hi = max(0, i - 12), min(len(units), i + 13)
+        for j in range(lo, hi):
+            if j == i or j in positive_units or blocks[j] == blocks[i]:
+                continue
+            if units[j].heading_path == path and mentions_training(units[j].text, lang, pack):
+                out.append(units[j].text)
+    return out
+
+
+def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis:
+    """Analyse a whole document (block text, plain text, Markdown or HTML)."""
+    if looks_like_html(text):
+        text = html_to_blocks(text)
+    packs = _resolve(packs)
+    units, blocks = segment_with_blocks(text)
+    doc_lang = detect_language(text[:20000])
+    unit_lang: dict[int, str] = {}
+
+    def lang_of(i: int) -> str:
+        lg = unit_lang.get(i)
+        if lg is None:
+            lg = detect_language(units[i].text)
+            if lg == "und":
+                lg = doc_lang
+            units[i].lang = lg
+            unit_lang[i] = lg
+        return lg
+
+    findings: list[Finding] = []
+    folded = fold(text)
+    lowered: str | None = folded.lower()
+    if lowered is not None and len(lowered) != len(folded):
+        lowered = None
+    starts = [u.start for u in units]
+    lead_ins = [i for i, u in enumerate(units) if len(u.text) != u.end - u.start]
+    for pack in packs:
+        cands = _candidates(pack, lowered, units, starts, lead_ins)
+        if pack.engine == "ai_training":
+            verdicts: dict[int, UnitVerdict] = {}
+            for i in cands:
+                v = assess_unit(units[i].text, lang_of(i), pack)
+                if v is not None:
+                    verdicts[i] = v
+            positive = {i for i, v in verdicts.items() if v.ai_training}
+            for i, v in sorted(verdicts.items()):
+                if v.ai_training:
+                    ctx = _context(i, units, blocks, lang_of(i), pack, positive)
+                    if ctx:
+                        v = assess_unit(units[i].text, lang_of(i), pack, ctx) or v
+                findings.append(_ai_finding(pack, units[i], lang_of(i), v))
+        else:
+            findings.extend(_generic_findings(pack, cands, units, lang_of))
+    findings.sort(key=lambda f: (f.unit_index, f.pack))
+    return _summarise(doc_lang, findings, len(units))
+
+
+def _generic_findings(
+    pack: RulePack, cands: list[int], units: list[Unit], lang_of: Any
+) -> list[Finding]:
+    out: list[Finding] = []
+    sections: dict[tuple[str, ...], str] = {}
+    for i in cands:
+        u = units[i]
+        for rule in pack.rules:
+            if rule.scope == "section":
+                key = u.heading_path
+                if key not in sections:
+                    sections[key] = " ".join(x.text for x in units if x.heading_path == key)
+                if eval_generic(rule, sections[key]) is None:
+                    continue
+                spans = eval_generic(rule, u.text) or []
+            else:
+                got = eval_generic(rule, u.text)
+                if got is None:
+                    continue
+                spans = got
+            out.append(
+                _finding(
+                    pack,
+                    rule,
+                    u,
+                    lang_of(i),
+                    ai_training=False,
+                    consent=Consent.NA,
+                    negated=False,
+                    spans=spans,
+                )
+            )
+    return out
+
+
+def analyse_unit(
+    text: str, packs: Sequence[RulePack] | None = None, lang: str | None = None
+) -> Analysis:
+    """Analyse ONE labelled unit (a sentence or a short passage) as a whole."""
+    if looks_like_html(text):
+        text = html_to_blocks(text)
+    packs = _resolve(packs)
+    lg = lang or detect_language(text)
+    unit = Unit(0, text, 0, len(text), (), lg)
+    findings: list[Finding] = []
+    for pack in packs:
+        if pack.prefilter is not None and not pack.prefilter.search(fold(text).lower()):
+            continue
+        if pack.engine == "ai_training":
+            v = assess_unit(text, lg, pack)
+            if v is not None:
+                findings.append(_ai_finding(pack, unit, lg, v))
+        else:
+            findings.extend(_generic_findings(pack, [0], [unit], lambda _i: lg))
+    return _summarise(lg, findings, 1)
+
+
+# --------------------------------------------------------------------------- pack examples
+
+
+@dataclass(slots=True)
+class ExampleResult:
+    """One pack example run: what the pack says should happen and what did."""
+
+    pack: str
+    kind: str  # "match" | "no_match"
+    index: int
+    lang: str | None
+    text: str
+    expected: dict[str, Any]
+    got: dict[str, Any]
+    passed: bool
+    note: str = ""
+
+
+def run_pack_examples(pack: RulePack) -> list[ExampleResult]:
+    """Run every ``examples:`` entry of ``pack`` against that pack alone."""
+    results: list[ExampleResult] = []
+    for kind in ("match", "no_match"):
+        for n, ex in enumerate(pack.examples.get(kind, [])):
+            a = analyse_unit(ex["text"], [pack], ex.get("lang"))
+            mine = [f for f in a.findings if f.pack == pack.id]
+            expected: dict[str, Any]
+            got: dict[str, Any]
+            if pack.engine == "ai_training":
+                got = {
+                    "ai_training": a.ai_training,
+                    "consent": a.consent.value,
+                    "negated": a.negated,
+                }
+                if kind == "match":
+                    expected = {k: ex[k] for k in ("ai_training", "consent", "negated")}
+                else:
+                    expected = {"ai_training": False, "consent": "n/a", "negated": False}
+                passed = got == expected
+            else:
+                got = {"rules": sorted({f.rule_id for f in mine})}
+                if kind == "match":
+                    want = ex.get("rule")
+                    expected = {"rules": [want] if want else ["<any>"]}
+                    passed = bool(mine) and (want is None or want in got["rules"])
+                else:
+                    expected = {"rules": []}
+                    passed = not mine
+            results.append(
+                ExampleResult(
+                    pack=pack.id,
+                    kind=kind,
+                    index=n,
+                    lang=ex.get("lang"),
+                    text=ex["text"],
+                    expected=expected,
+                    got=got,
+                    passed=passed,
+                    note=ex.get("note", ""),
+                )
+            )
+    return results

@@ -1,0 +1,421 @@
+"""Matching: the AI-training analyser and the generic rule evaluator.
+
+The AI-training decision for one unit follows LABELLING.md:
+
+1. *training statements*: a purpose term ("train", "fine-tune") with an AI object in the same
+   sentence, or a weak purpose ("improve", "develop") with an AI object within a few words;
+   purpose words inside ``ignore`` phrases ("staff training", "informations") do not count;
+2. the unit must mention data about people, and a statement inside a ``restriction`` ("you
+   may not use ... to train") or an ``exclusion`` (licensed / synthetic data only) is dropped;
+3. each statement is *negated* when a negation operator sits in its clause before it (or
+   after it, for ``negation_after`` terms such as German "nicht") within a window, unless the
+   operator is part of a ``not_negation`` phrase ("not limited to", "if you do not opt out");
+   a ``conditional_opt_in`` ("not ... without your consent") keeps it positive and opt-in;
+4. a negated statement followed by a short contrast clause with data and no negation
+   ("..., but public posts are") is a partial negation: still training;
+5. consent is the weakest regime among the cues tied to the training (the unit itself, plus
+   context units the caller passes): hard ``none`` < ``opt_out`` < ``opt_in`` < weak opt-out
+   wording < soft none ("legitimate interests") < default ``none``.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from monitor.analyse.rules import CompiledCondition, RoleMatcher, Rule, RulePack, fold
+from monitor.analyse.segment import split_sentences
+from monitor.models import Consent, Span
+
+_WORD = re.compile(r"\w+")
+_CLAUSE_PUNCT = re.compile(r"[;·\u0387]|\s[–—]\s|:(?=\s)")
+_SEMI = re.compile(r"[;·\u0387]")
+
+Spans = list[tuple[int, int]]
+
+
+def _overlaps(span: tuple[int, int], masks: Spans) -> bool:
+    return any(a < span[1] and span[0] < b for a, b in masks)
+
+
+def _words_between(text: str, a: int, b: int) -> int:
+    if b <= a:
+        return 0
+    return len(_WORD.findall(text, a, b))
+
+
+@dataclass(slots=True)
+class UnitVerdict:
+    """What the AI-training engine concluded about one unit."""
+
+    ai_training: bool
+    negated: bool
+    consent: Consent
+    when: str  # disclosure | narrow_ml | third_party | denial
+    spans: list[Span] = field(default_factory=list)
+    consent_cues: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Statement:
+    purpose: tuple[int, int]
+    sentence: int
+    clause: int
+    objects: Spans
+    negation: tuple[int, int] | None = None
+    conditional: bool = False
+
+
+class _UnitView:
+    """One unit's text with its sentence and clause boundaries and lazily found roles."""
+
+    def __init__(self, text: str, m: RoleMatcher) -> None:
+        self.raw = text
+        self.text = fold(text)
+        self.m = m
+        self._cache: dict[str, Spans] = {}
+        sents = split_sentences(self.text)
+        self.sent_starts = [s for s, _ in sents] or [0]
+        cuts = [mm.start() for mm in _CLAUSE_PUNCT.finditer(self.text)]
+        cuts += [a for a, _ in self.find("clause_break")]
+        cuts += [a for a, _ in self.find("contrast")]
+        self.clause_starts = sorted({0, *self.sent_starts, *cuts})
+
+    def find(self, role: str) -> Spans:
+        got = self._cache.get(role)
+        if got is None:
+            got = self.m.find(role, self.text)
+            self._cache[role] = got
+        return got
+
+    def sentence_of(self, pos: int) -> int:
+        return bisect_right(self.sent_starts, pos) - 1
+
+    def clause_of(self, pos: int) -> int:
+        return bisect_right(self.clause_starts, pos) - 1
+
+    def clause_span(self, idx: int) -> tuple[int, int]:
+        end = self.clause_starts[idx + 1] if idx + 1 < len(self.clause_starts) else len(self.text)
+        return self.clause_starts[idx], end
+
+
+def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
+    assert pack.settings is not None
+    ignore = v.find("ignore")
+    narrow = [o for o in v.find("object_narrow") if not _overlaps(o, ignore)]
+    objects = [o for o in v.find("object") if not _overlaps(o, ignore) and not _overlaps(o, narrow)]
+    objects += narrow
+    if not objects:
+        return []
+    out: list[_Statement] = []
+    for p in v.find("purpose"):
+        if _overlaps(p, ignore):
+            continue
+        sent = v.sentence_of(p[0])
+        objs = [o for o in objects if v.sentence_of(o[0]) == sent]
+        if objs:
+            out.append(_Statement(p, sent, v.clause_of(p[0]), objs))
+    window = pack.settings.weak_window
+    passive = v.find("passive")
+    for p in v.find("purpose_weak"):
+        if _overlaps(p, ignore) or any(_overlaps(p, [s.purpose]) for s in out):
+            continue
+        clause = v.clause_of(p[0])
+        objs = []
+        for o in objects:
+            if v.clause_of(o[0]) != clause:
+                continue
+            after = o[0] >= p[1] and _words_between(v.text, p[1], o[0]) <= window
+            # "our models are improved using ...", "um Modelle zu verbessern": the object
+            # before the verb, tied by a passive auxiliary or an infinitive particle.
+            before = (
+                o[1] <= p[0]
+                and _words_between(v.text, o[1], p[0]) <= 3
+                and any(o[1] <= a and b <= p[0] for a, b in passive)
+            )
+            if after or before:
+                objs.append(o)
+        if objs:
+            out.append(_Statement(p, v.sentence_of(p[0]), clause, objs))
+    return out
+
+
+def _negate(v: _UnitView, st: _Statement, pack: RulePack) -> None:
+    assert pack.settings is not None
+    window = pack.settings.negation_window
+    blockers = v.find("not_negation")
+    lo, hi = v.clause_span(st.clause)
+    cond = [c for c in v.find("conditional_opt_in") if v.sentence_of(c[0]) == st.sentence]
+    if cond:
+        st.negation = cond[0]
+        st.conditional = True
+        return
+    for n in v.find("negation"):
+        if not (lo <= n[0] < hi) or _overlaps(n, blockers):
+            continue
+        if n[1] <= st.purpose[0] and _words_between(v.text, n[1], st.purpose[0]) <= window:
+            st.negation = n
+            return
+    for n in v.find("negation_after"):
+        if not (lo <= n[0] < hi) or _overlaps(n, blockers):
+            continue
+        if n[0] >= st.purpose[1] and _words_between(v.text, st.purpose[1], n[0]) <= window:
+            st.negation = n
+            return
+        if n[1] <= st.purpose[0] and _words_between(v.text, n[1], st.purpose[0]) <= window:
+            st.negation = n
+            return
+
+
+def _piece_positive(v: _UnitView, lo: int, hi: int, pack: RulePack) -> bool:
+    assert pack.settings is not None
+    negs = v.find("negation") + v.find("negation_after")
+    if any(lo <= n[0] < hi for n in negs) or not any(lo <= d[0] < hi for d in v.find("data")):
+        return False
+    # "..., but we use it to improve our services" is a different purpose, not a contrast.
+    if any(lo <= w[0] < hi for w in v.find("purpose_weak")):
+        return False
+    return _words_between(v.text, lo, hi) <= pack.settings.contrast_max_words
+
+
+def _contrast_positive(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
+    """Partial negation: "X is not used to train; Y is" / "..., but public posts are" /
+    "X is not used. Public posts, however, may be used for this purpose."
+
+    A stretch after the negated statement that starts after a ";" or carries a contrast word,
+    names data, and has no negation and no other purpose of its own.
+    """
+    sent_end = (
+        v.sent_starts[st.sentence + 1] if st.sentence + 1 < len(v.sent_starts) else len(v.text)
+    )
+    contrast = v.find("contrast")
+    semi = [m.end() for m in _SEMI.finditer(v.text, st.purpose[1], sent_end)]
+    for c in contrast:
+        if st.purpose[1] <= c[0] < sent_end:
+            comma = v.text.rfind(",", st.purpose[1], c[0])
+            lo = comma + 1 if comma >= 0 else c[0]
+            lo = max([lo, *[x for x in semi if x <= c[0]]])
+            if _piece_positive(v, lo, sent_end, pack):
+                return True
+    if semi and _piece_positive(v, semi[-1], sent_end, pack):
+        return True
+    nxt = st.sentence + 1
+    if nxt < len(v.sent_starts):
+        lo = v.sent_starts[nxt]
+        hi = v.sent_starts[nxt + 1] if nxt + 1 < len(v.sent_starts) else len(v.text)
+        if any(lo <= c[0] < hi for c in contrast):
+            return _piece_positive(v, lo, hi, pack)
+    return False
+
+
+_CUE_ORDER = ("none", "opt_out", "opt_in", "opt_out_weak", "none_soft")
+_CUE_CONSENT = {
+    "none": Consent.NONE,
+    "opt_out": Consent.OPT_OUT,
+    "opt_in": Consent.OPT_IN,
+    "opt_out_weak": Consent.OPT_OUT,
+    "none_soft": Consent.NONE,
+}
+
+
+def consent_cues(text: str, m: RoleMatcher) -> dict[str, Spans]:
+    """Consent wording in ``text`` by kind (offsets relative to ``text``)."""
+    folded = fold(text)
+    out: dict[str, Spans] = {}
+    for kind in _CUE_ORDER:
+        spans = m.find(kind, folded)
+        if kind == "opt_in":
+            # "not ... without your consent" is an opt-in condition.
+            spans = spans + m.find("conditional_opt_in", folded)
+        if spans:
+            out[kind] = sorted(set(spans))
+    return out
+
+
+def decide_consent(cues: dict[str, Spans], conditional: bool) -> Consent:
+    if cues.get("none"):
+        return Consent.NONE
+    if cues.get("opt_out"):
+        return Consent.OPT_OUT
+    if cues.get("opt_in") or conditional:
+        return Consent.OPT_IN
+    if cues.get("opt_out_weak"):
+        return Consent.OPT_OUT
+    return Consent.NONE
+
+
+def assess_unit(
+    text: str,
+    lang: str,
+    pack: RulePack,
+    context: Sequence[str] = (),
+) -> UnitVerdict | None:
+    """Run the AI-training pack over one unit; ``None`` when it says nothing about training.
+
+    ``context`` holds texts of neighbouring units already judged to be tied to this unit's
+    training statement; their consent cues count as if they were in the unit.
+    """
+    m = pack.matcher(lang)
+    folded = fold(text)
+    # Cheap exits first: most prefilter hits name an AI object without any training purpose.
+    if not (m.search("purpose", folded) or m.search("purpose_weak", folded)):
+        return None
+    v = _UnitView(text, m)
+    stmts = _statements(v, pack)
+    if not stmts:
+        return None
+    has_data = bool(v.find("data") or v.find("anaphora"))
+    negs = v.find("negation")
+    # "our providers are not permitted to ..." is a negation (processors barred), not a
+    # restriction on users.
+    barred = [
+        b
+        for b in v.find("restriction")
+        if not any(n[0] <= b[0] and b[1] <= n[1] and n != b for n in negs)
+    ] + v.find("exclusion")
+    if barred:
+        barred_sents = {v.sentence_of(b[0]) for b in barred}
+        stmts = [s for s in stmts if s.sentence not in barred_sents]
+        if not stmts:
+            return None
+    for st in stmts:
+        _negate(v, st, pack)
+    positives = [s for s in stmts if s.negation is None or s.conditional]
+    negated = any(s.negation is not None for s in stmts)
+    if not positives:
+        positives = [s for s in stmts if _contrast_positive(v, s, pack)]
+    spans = _spans(v, stmts)
+    if not positives:
+        if not negated:
+            return None
+        return UnitVerdict(False, True, Consent.NA, "denial", spans)
+    if not has_data:
+        # Exclusion-only or feature descriptions: nothing about people's data.
+        return UnitVerdict(False, True, Consent.NA, "denial", spans) if negated else None
+
+    cues = consent_cues(text, m)
+    for ctx in context:
+        for kind, found in consent_cues(ctx, m).items():
+            cues.setdefault(kind, [])
+            # Context offsets do not point into this unit; keep them for the cue text only.
+            cues[kind] = cues[kind] + [(-1 - i, -1) for i, _ in enumerate(found)]
+    conditional = any(s.conditional for s in positives)
+    consent = decide_consent(cues, conditional)
+    cue_texts: list[str] = []
+    for kind in _CUE_ORDER:
+        for a, b in cues.get(kind, []):
+            if a >= 0:
+                cue_texts.append(text[a:b])
+                spans.append(Span(a, b, "opt_in" if kind == "opt_in" else _role(kind), text[a:b]))
+    when = _kind(v, positives, pack)
+    return UnitVerdict(True, negated, consent, when, _dedup(spans), cue_texts)
+
+
+def _role(kind: str) -> str:
+    return {"opt_out_weak": "opt_out", "none_soft": "none"}.get(kind, kind)
+
+
+def _kind(v: _UnitView, positives: list[_Statement], pack: RulePack) -> str:
+    third = v.find("third_party")
+    if pack.rule("third_party") and any(
+        v.sentence_of(t[0]) in {s.sentence for s in positives} for t in third
+    ):
+        return "third_party"
+    narrow = v.find("object_narrow")
+    if pack.rule("narrow_ml") and all(all(o in narrow for o in s.objects) for s in positives):
+        return "narrow_ml"
+    return "disclosure"
+
+
+def _spans(v: _UnitView, stmts: list[_Statement]) -> list[Span]:
+    out: list[Span] = []
+    raw = v.raw
+    for st in stmts:
+        a, b = st.purpose
+        out.append(Span(a, b, "purpose", raw[a:b]))
+        for a, b in st.objects:
+            out.append(Span(a, b, "object", raw[a:b]))
+        if st.negation is not None:
+            a, b = st.negation
+            out.append(Span(a, b, "negation", raw[a:b]))
+    for a, b in v.find("data"):
+        out.append(Span(a, b, "data", raw[a:b]))
+    return out
+
+
+def _dedup(spans: list[Span]) -> list[Span]:
+    seen: set[tuple[int, int, str]] = set()
+    out: list[Span] = []
+    for s in sorted(spans, key=lambda s: (s.start, s.end)):
+        key = (s.start, s.end, s.role)
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
+
+
+def mentions_training(text: str, lang: str, pack: RulePack) -> bool:
+    """Does ``text`` refer to training or to an AI object (used to tie context units)?"""
+    m = pack.matcher(lang)
+    folded = fold(text)
+    return bool(m.find("object", folded) or m.find("purpose", folded) or m.find("anaphora", folded))
+
+
+# --------------------------------------------------------------------------- generic engine
+
+
+def _split_clauses(text: str) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for m in re.finditer(r"[;:,]\s|\s[–—]\s", text):
+        out.append((pos, m.start()))
+        pos = m.end()
+    out.append((pos, len(text)))
+    return [(a, b) for a, b in out if b > a]
+
+
+def _eval(c: CompiledCondition, text: str, hits: list[Span]) -> bool:
+    if c.op == "terms":
+        assert c.pattern is not None
+        found = [mm for mm in c.pattern.finditer(text) if mm.end() > mm.start()]
+        for mm in found:
+            hits.append(Span(mm.start(), mm.end(), "term", mm.group()))
+        return bool(found)
+    if c.op == "near":
+        assert c.near is not None
+        a_hits = [mm.span() for mm in c.near[0].finditer(text) if mm.end() > mm.start()]
+        b_hits = [mm.span() for mm in c.near[1].finditer(text) if mm.end() > mm.start()]
+        for a in a_hits:
+            for b in b_hits:
+                lo, hi = (a[1], b[0]) if a[0] <= b[0] else (b[1], a[0])
+                if _words_between(text, lo, hi) <= c.within:
+                    hits.append(Span(a[0], a[1], "term", text[a[0] : a[1]]))
+                    hits.append(Span(b[0], b[1], "term", text[b[0] : b[1]]))
+                    return True
+        return False
+    if c.op == "all":
+        return all(_eval(k, text, hits) for k in c.children)
+    if c.op == "any":
+        return any([_eval(k, text, hits) for k in c.children])  # collect every hit
+    return not _eval(c.children[0], text, [])
+
+
+def eval_generic(rule: Rule, text: str) -> list[Span] | None:
+    """Spans of the terms that made ``rule`` fire on ``text``, or ``None``."""
+    assert rule.condition is not None
+    folded = fold(text)
+    if rule.scope == "clause":
+        for a, b in _split_clauses(folded):
+            hits: list[Span] = []
+            if _eval(rule.condition, folded[a:b], hits):
+                return [
+                    Span(h.start + a, h.end + a, h.role, text[h.start + a : h.end + a])
+                    for h in hits
+                ]
+        return None
+    hits = []
+    if _eval(rule.condition, folded, hits):
+        return _dedup([Span(h.start, h.end, h.role, text[h.start : h.end]) for h in hits])
+    return None

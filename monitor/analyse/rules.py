@@ -1,0 +1,796 @@
+"""Rule packs: YAML data -> validated, compiled :class:`RulePack` objects.
+
+A pack is data a lawyer-researcher can read and extend (see ``rules/README.md``). Two engines
+interpret packs:
+
+- ``engine: ai_training`` - the AI-training analyser. Per-language lexicons of *roles*
+  (purpose, object, data, negation, consent cues...) that the engine combines according to
+  LABELLING.md.
+- ``engine: generic`` - boolean conditions over keywords, regexes, lexicons and proximity.
+
+Terms are written in a small readable syntax (see :func:`term_to_regex`) and compiled once
+into one alternation per role and language, so matching a unit costs a handful of regex
+searches.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from monitor.errors import RuleError
+
+# Greek accents are dropped on both sides of the match (same-length mapping, so offsets in the
+# matched text stay valid) because policy text and lexicons disagree on tonos placement.
+_GREEK_FOLD = str.maketrans("άέήίόύώΆΈΉΊΌΎΏϊϋΐΰ", "αεηιουωΑΕΗΙΟΥΩιυιυ")
+
+
+_NEEDS_FOLD = re.compile("[άέήίόύώΆΈΉΊΌΎΏϊϋΐΰ]")
+
+
+def fold(text: str) -> str:
+    """Text as the compiled patterns see it (same length as ``text``)."""
+    # str.translate is slow on long texts; most policies have nothing to fold.
+    if text.isascii() or not _NEEDS_FOLD.search(text):
+        return text
+    return text.translate(_GREEK_FOLD)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+AI_ROLES: tuple[str, ...] = (
+    "purpose",
+    "purpose_weak",
+    "passive",
+    "object",
+    "object_narrow",
+    "data",
+    "third_party",
+    "negation",
+    "negation_after",
+    "not_negation",
+    "restriction",
+    "exclusion",
+    "ignore",
+    "opt_in",
+    "conditional_opt_in",
+    "opt_out",
+    "opt_out_weak",
+    "none",
+    "none_soft",
+    "clause_break",
+    "contrast",
+    "anaphora",
+)
+
+
+class AiLexicon(_Strict):
+    """Lexicon of one language for the AI-training engine (every role optional)."""
+
+    purpose: list[str] = []
+    purpose_weak: list[str] = []
+    passive: list[str] = []
+    object: list[str] = []
+    object_narrow: list[str] = []
+    data: list[str] = []
+    third_party: list[str] = []
+    negation: list[str] = []
+    negation_after: list[str] = []
+    not_negation: list[str] = []
+    restriction: list[str] = []
+    exclusion: list[str] = []
+    ignore: list[str] = []
+    opt_in: list[str] = []
+    conditional_opt_in: list[str] = []
+    opt_out: list[str] = []
+    opt_out_weak: list[str] = []
+    none: list[str] = []
+    none_soft: list[str] = []
+    clause_break: list[str] = []
+    contrast: list[str] = []
+    anaphora: list[str] = []
+
+
+class AiSettings(_Strict):
+    weak_window: int = Field(6, ge=1, le=40)  # words between "improve/develop" and the AI object
+    negation_window: int = Field(14, ge=1, le=60)  # words between a negation and the purpose
+    contrast_max_words: int = Field(9, ge=1, le=40)  # elliptical "..., but public posts are"
+
+
+AiWhen = Literal["disclosure", "narrow_ml", "third_party", "denial"]
+
+
+class AiRuleModel(_Strict):
+    id: str
+    when: AiWhen
+    severity: Literal["high", "medium", "low", "info"] | None = None
+    description: str = ""
+
+
+class AiMatchExample(_Strict):
+    text: str
+    lang: str | None = None
+    ai_training: bool
+    consent: Literal["opt_in", "opt_out", "none", "n/a"]
+    negated: bool
+    note: str = ""
+
+
+class NoMatchExample(_Strict):
+    text: str
+    lang: str | None = None
+    note: str = ""
+
+
+class AiExamples(_Strict):
+    match: list[AiMatchExample] = Field(min_length=1)
+    no_match: list[NoMatchExample] = Field(min_length=1)
+
+
+class Condition(_Strict):
+    """One node of a generic rule: exactly one operator key."""
+
+    keywords: list[str] | None = None
+    regex: str | None = None
+    lexicon: str | None = None
+    near: list[str] | None = None
+    within: int | None = Field(None, ge=1, le=200)
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+    not_: Condition | None = Field(None, alias="not")
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> Condition:
+        ops = [
+            k
+            for k in ("keywords", "regex", "lexicon", "near", "all", "any", "not_")
+            if getattr(self, k) is not None
+        ]
+        if len(ops) != 1:
+            raise ValueError(
+                "a condition needs exactly one of keywords, regex, lexicon, near, all, any, not"
+                f" (got {', '.join(o.rstrip('_') for o in ops) or 'none'})"
+            )
+        if self.near is not None:
+            if len(self.near) != 2 or self.within is None:
+                raise ValueError("near needs two terms and within: N (words)")
+        elif self.within is not None:
+            raise ValueError("within is only valid with near")
+        return self
+
+
+Scope = Literal["clause", "sentence", "section"]
+
+
+class GenericRuleModel(_Strict):
+    id: str
+    when: Condition
+    severity: Literal["high", "medium", "low", "info"] | None = None
+    scope: Scope | None = None
+    description: str = ""
+
+
+class GenericMatchExample(_Strict):
+    text: str
+    lang: str | None = None
+    rule: str | None = None  # the rule expected to fire (any rule when omitted)
+    note: str = ""
+
+
+class GenericExamples(_Strict):
+    match: list[GenericMatchExample] = Field(min_length=1)
+    no_match: list[NoMatchExample] = Field(min_length=1)
+
+
+class _PackHeader(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str
+    description: str
+    category: str
+    severity: Literal["high", "medium", "low", "info"]
+    languages: list[str] = Field(min_length=1)
+
+
+class AiPackModel(_PackHeader):
+    engine: Literal["ai_training"]
+    settings: AiSettings = AiSettings()  # type: ignore[call-arg]
+    rules: list[AiRuleModel] = Field(min_length=1)
+    lexicons: dict[str, AiLexicon]
+    examples: AiExamples
+
+
+class GenericPackModel(_PackHeader):
+    engine: Literal["generic"]
+    scope: Scope = "sentence"
+    lexicons: dict[str, dict[str, list[str]]] = {}
+    rules: list[GenericRuleModel] = Field(min_length=1)
+    examples: GenericExamples
+
+
+# --------------------------------------------------------------------------- compiled forms
+
+
+@dataclass(slots=True)
+class RoleMatcher:
+    """The compiled lexicon of one language: one alternation per role."""
+
+    roles: dict[str, re.Pattern[str]]
+
+    def find(self, role: str, text: str) -> list[tuple[int, int]]:
+        pat = self.roles.get(role)
+        if pat is None:
+            return []
+        return [m.span() for m in pat.finditer(text) if m.end() > m.start()]
+
+    def search(self, role: str, text: str) -> bool:
+        pat = self.roles.get(role)
+        return pat is not None and pat.search(text) is not None
+
+
+@dataclass(slots=True)
+class Rule:
+    id: str
+    severity: str
+    description: str
+    when: str = ""  # ai_training engine: disclosure | narrow_ml | third_party | denial
+    scope: str = "sentence"  # generic engine
+    condition: CompiledCondition | None = None
+
+
+@dataclass(slots=True)
+class CompiledCondition:
+    op: str  # "terms" | "near" | "all" | "any" | "not"
+    pattern: re.Pattern[str] | None = None
+    terms: list[str] = field(default_factory=list)  # source terms, for the prefilter
+    near_terms: tuple[list[str], list[str]] = ([], [])
+    near: tuple[re.Pattern[str], re.Pattern[str]] | None = None
+    within: int = 0
+    children: list[CompiledCondition] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RulePack:
+    """A validated, compiled rule pack."""
+
+    id: str
+    title: str
+    description: str
+    path: Path | None
+    category: str
+    severity: str
+    languages: list[str]
+    engine: str
+    rules: list[Rule]
+    examples: dict[str, list[dict[str, Any]]]
+    prefilter: re.Pattern[str] | None
+    settings: AiSettings | None = None
+    # ai_training engine: matcher per language ("und" = every language merged)
+    matchers: dict[str, RoleMatcher] = field(default_factory=dict)
+    scope: str = "sentence"
+
+    def matcher(self, lang: str) -> RoleMatcher:
+        return self.matchers.get(lang) or self.matchers["und"]
+
+    def rule(self, when: str) -> Rule | None:
+        for r in self.rules:
+            if r.when == when:
+                return r
+        return None
+
+
+# --------------------------------------------------------------------------- term syntax
+
+
+def _is_upper_term(term: str) -> bool:
+    letters = [c for c in term if c.isalpha()]
+    return len(letters) >= 2 and all(c.isupper() for c in letters)
+
+
+def term_to_regex(term: str) -> str:
+    """Translate one lexicon term to a regex.
+
+    - ``re:...``  a raw regular expression (case-insensitive);
+    - ``train*``  ``*`` at a word end stands for any word ending (``*ing`` any beginning);
+    - spaces match any run of spaces or a hyphen; ``'`` matches ' or ’;
+    - a term written in CAPITALS (``AI``, ``KI``, ``LLM``) matches case-sensitively, so the
+      Italian preposition "ai" is not the English "AI";
+    - otherwise whole words, case-insensitive.
+    """
+    if term.startswith("re:"):
+        return fold(term[3:].strip())
+    raw = fold(term.strip())
+    if not raw:
+        raise ValueError("empty term")
+    out: list[str] = []
+    for ch in raw:
+        if ch == "*":
+            out.append(r"\w*")
+        elif ch == " ":
+            out.append(r"[\s\-]+")
+        elif ch == "-":
+            out.append(r"[\s\-]?")
+        elif ch in "'’":
+            out.append(r"['’]")
+        else:
+            out.append(re.escape(ch))
+    body = "".join(out)
+    core = raw.replace("*", "")
+    if core and (core[0].isalnum() or core[0] == "_") and not raw.startswith("*"):
+        body = r"\b" + body
+    if core and (core[-1].isalnum() or core[-1] == "_") and not raw.endswith("*"):
+        body = body + r"\b"
+    if _is_upper_term(raw):
+        body = f"(?-i:{body})"
+    return body
+
+
+def _compile_terms(terms: Iterable[str], where: _Where) -> re.Pattern[str] | None:
+    parts: list[str] = []
+    for t in terms:
+        if not isinstance(t, str):
+            raise where.error(f"term {t!r} is not a string")
+        try:
+            rx = term_to_regex(t)
+            re.compile(rx, re.IGNORECASE)
+        except (re.error, ValueError) as exc:
+            raise where.error(f"bad pattern {t!r}: {exc}") from None
+        parts.append(f"(?:{rx})")
+    if not parts:
+        return None
+    # Longest alternatives first so a span covers "machine learning models", not "machine".
+    parts.sort(key=len, reverse=True)
+    # One shared word-boundary test in front of the word-start terms is much cheaper than
+    # one per alternative.
+    at_word = [p[5:-1] for p in parts if p.startswith("(?:\\b")]
+    rest = [p for p in parts if not p.startswith("(?:\\b")]
+    pieces = ([r"\b(?:" + "|".join(f"(?:{a})" for a in at_word) + ")"] if at_word else []) + rest
+    return re.compile("|".join(pieces), re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class _Where:
+    path: Path | None
+    rule_id: str | None = None
+    text: str = ""
+
+    def error(self, problem: str, rule_id: str | None = None) -> RuleError:
+        rid = rule_id or self.rule_id
+        where = str(self.path) if self.path else None
+        if where and rid and self.text:
+            line = _line_of(self.text, rid)
+            if line:
+                where = f"{where}:{line}"
+        return RuleError(problem, path=where, rule_id=rid)
+
+
+def _line_of(text: str, needle: str) -> int | None:
+    m = re.search(rf"^\s*-?\s*id:\s*['\"]?{re.escape(needle)}['\"]?\s*$", text, re.MULTILINE)
+    if m is None:
+        m = re.search(rf"^\s*{re.escape(needle)}\s*:", text, re.MULTILINE)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+# --------------------------------------------------------------------------- prefilters
+
+_RE_LITERAL = re.compile(r"(?:\\b|\^|\\W\*|\\s\*)*([^\W\d_]{2,})([?*{]?)")
+
+
+def _stem(term: str) -> tuple[str | None, str]:
+    """A literal every match of ``term`` contains (lower-cased) and where it sits: a whole
+    ``word``, at a word ``start``, or ``anywhere``. ``None`` when no literal of 2+ letters
+    is guaranteed."""
+    if term.startswith("re:"):
+        body = fold(term[3:].strip())
+        if body.startswith("(?-i:"):
+            body = body[5:]
+        m = _RE_LITERAL.match(body)
+        if m is not None:
+            lit = m.group(1)[:-1] if m.group(2) else m.group(1)
+            if len(lit) >= 2:
+                return lit.lower(), "start" if body.startswith("\\b") else "anywhere"
+        return _inner_literal(body), "anywhere"
+    raw = fold(term.strip()).lower()
+    # Every word of a plain term must occur: take the longest (the rarest, as a rule).
+    words = [w for w in re.split(r"[\s\-'’.]+", raw) if w]
+    best: tuple[str, str] | None = None
+    for w in words:
+        lit = w.strip("*").split("*")[0]
+        if w.startswith("*"):
+            kind = "anywhere"
+        elif "*" in w or lit != w:
+            kind = "start"
+        else:
+            kind = "word"
+        if len(lit) >= 2 and lit.isalpha() and (best is None or len(lit) > len(best[0])):
+            best = (lit, kind)
+    if best is None and len(raw.strip("*")) >= 3 and "*" not in raw.strip("*"):
+        return raw.strip("*"), "start"  # "a.i.", "k.i.": dotted acronyms
+    return best if best is not None else (None, "")
+
+
+def _inner_literal(body: str) -> str | None:
+    """Longest run of letters that every match of the regex ``body`` must contain: outside
+    groups and character classes, not quantified, with no top-level alternation."""
+    depth = 0
+    flat: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            flat.append("\0")
+            i += 2
+            continue
+        if ch == "[":
+            j = body.find("]", i + 2)
+            flat.append("\0")
+            i = len(body) if j < 0 else j + 1
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            flat.append("\0")
+        elif ch == "|" and depth == 0:
+            return None
+        elif depth == 0:
+            flat.append(ch)
+        i += 1
+    best = ""
+    for m in re.finditer(r"([^\W\d_]+)([?*{]?)", "".join(flat)):
+        run = m.group(1)[:-1] if m.group(2) else m.group(1)
+        if len(run) > len(best):
+            best = run
+    return best.lower() if len(best) >= 2 else None
+
+
+def _trie(words: Iterable[str]) -> str:
+    root: dict[str, Any] = {}
+    for w in words:
+        node = root
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        end = "" in node
+        alts = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        # A stem that is a prefix of another ends the match early: that is enough for a
+        # prefilter, which only needs to know that some stem occurs.
+        if end:
+            return ""
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return emit(root)
+
+
+def _trie_words(words: Iterable[str]) -> str:
+    """A trie of whole words: a word may end only where the text's word ends."""
+    root: dict[str, Any] = {}
+    for w in words:
+        node = root
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        alts = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if "" in node:
+            alts.append(r"\b")
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return emit(root)
+
+
+def build_prefilter(terms: Iterable[str]) -> re.Pattern[str] | None:
+    """One fast regex over LOWER-CASED, folded text that every match of ``terms`` implies.
+
+    Literal stems go into two character tries (word-start and anywhere); terms without a
+    guaranteed literal are kept as whole case-insensitive patterns.
+    """
+    groups: dict[str, set[str]] = {"word": set(), "start": set(), "anywhere": set()}
+    slow: list[str] = []
+    for t in terms:
+        lit, kind = _stem(t)
+        if lit is None:
+            slow.append(f"(?i:{term_to_regex(t)})")
+        else:
+            groups[kind].add(lit)
+    slow = sorted(set(slow))
+    parts: list[str] = []
+    if groups["word"]:
+        parts.append(r"\b" + _trie_words(groups["word"]))
+    if groups["start"]:
+        parts.append(r"\b" + _trie(groups["start"]))
+    if groups["anywhere"]:
+        parts.append(_trie(groups["anywhere"]))
+    parts.extend(slow)
+    return re.compile("|".join(parts)) if parts else None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_pack_file(path: Path) -> RulePack:
+    """Read, validate and compile one pack file; :class:`RuleError` on any problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuleError(f"cannot read: {exc}", path=str(path)) from None
+    return load_pack_text(text, path)
+
+
+def load_pack_text(text: str, path: Path | None = None) -> RulePack:
+    where = _Where(path, text=text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        loc = f"{path}:{mark.line + 1}" if mark is not None and path else str(path)
+        raise RuleError(f"invalid YAML: {exc}", path=loc) from None
+    if not isinstance(data, dict):
+        raise where.error("a rule pack must be a YAML mapping")
+    engine = data.get("engine")
+    model_cls: type[AiPackModel] | type[GenericPackModel]
+    if engine == "ai_training":
+        model_cls = AiPackModel
+    elif engine == "generic":
+        model_cls = GenericPackModel
+    else:
+        raise where.error(f"engine must be 'ai_training' or 'generic' (got {engine!r})")
+    try:
+        model = model_cls.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, data, where) from None
+    if isinstance(model, AiPackModel):
+        return _compile_ai(model, where)
+    return _compile_generic(model, where)
+
+
+def _validation_error(exc: ValidationError, data: dict[str, Any], where: _Where) -> RuleError:
+    err = exc.errors()[0]
+    loc = err.get("loc", ())
+    rule_id: str | None = None
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        rules = data.get("rules") or []
+        if loc[1] < len(rules) and isinstance(rules[loc[1]], dict):
+            rule_id = str(rules[loc[1]].get("id") or f"#{loc[1] + 1}")
+    key = ".".join(str(p) for p in loc)
+    msg = err.get("msg", "invalid")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    return where.error(f"{key}: {msg}" if key else msg, rule_id)
+
+
+def _compile_ai(model: AiPackModel, where: _Where) -> RulePack:
+    where.rule_id = None
+    for lang, lex in model.lexicons.items():
+        if not lex.purpose and not lex.purpose_weak:
+            raise where.error(f"lexicons.{lang}: no purpose terms", f"lexicons.{lang}")
+    if "en" not in model.lexicons:
+        raise where.error("the ai_training engine needs an 'en' lexicon", "lexicons")
+
+    def build(langs: list[str]) -> RoleMatcher:
+        roles: dict[str, re.Pattern[str]] = {}
+        for role in AI_ROLES:
+            terms: list[str] = []
+            for lg in langs:
+                terms.extend(getattr(model.lexicons[lg], role))
+            w = _Where(where.path, f"lexicons.{'+'.join(langs)}.{role}", where.text)
+            pat = _compile_terms(terms, w)
+            if pat is not None:
+                roles[role] = pat
+        return RoleMatcher(roles)
+
+    matchers: dict[str, RoleMatcher] = {}
+    for lang in model.lexicons:
+        matchers[lang] = build([lang] if lang == "en" else [lang, "en"])
+    matchers["und"] = build(list(model.lexicons))
+    whens = {r.when for r in model.rules}
+    if "disclosure" not in whens:
+        raise where.error("the ai_training engine needs a rule with when: disclosure", "rules")
+    rules = [
+        Rule(id=r.id, severity=r.severity or model.severity, description=r.description, when=r.when)
+        for r in model.rules
+    ]
+    _check_unique([r.id for r in rules], where)
+    # Every training statement needs an AI object (or an intrinsically-AI purpose term that
+    # the object lexicon also covers), so object terms are the cheapest sound prefilter.
+    pre_terms: list[str] = []
+    for lex in model.lexicons.values():
+        pre_terms.extend(lex.object)
+        pre_terms.extend(lex.object_narrow)
+    prefilter = build_prefilter(pre_terms)
+    return RulePack(
+        id=model.id,
+        title=model.title,
+        description=model.description,
+        path=where.path,
+        category=model.category,
+        severity=model.severity,
+        languages=list(model.languages),
+        engine="ai_training",
+        rules=rules,
+        examples={
+            "match": [e.model_dump() for e in model.examples.match],
+            "no_match": [e.model_dump() for e in model.examples.no_match],
+        },
+        prefilter=prefilter,
+        settings=model.settings,
+        matchers=matchers,
+    )
+
+
+def _check_unique(ids: list[str], where: _Where) -> None:
+    seen: set[str] = set()
+    for rid in ids:
+        if rid in seen:
+            raise where.error("duplicate rule id", rid)
+        seen.add(rid)
+
+
+def _compile_generic(model: GenericPackModel, where: _Where) -> RulePack:
+    lexicons: dict[str, list[str]] = {}
+    for lang_lex in model.lexicons.values():
+        for name, terms in lang_lex.items():
+            lexicons.setdefault(name, []).extend(terms)
+    compiled_lex: dict[str, re.Pattern[str]] = {}
+    for name, terms in lexicons.items():
+        pat = _compile_terms(terms, _Where(where.path, f"lexicon {name}", where.text))
+        if pat is not None:
+            compiled_lex[name] = pat
+    positive: list[str] = []
+    rules: list[Rule] = []
+    for r in model.rules:
+        w = _Where(where.path, r.id, where.text)
+        cond = _compile_condition(r.when, compiled_lex, w, positive, lexicons)
+        rules.append(
+            Rule(
+                id=r.id,
+                severity=r.severity or model.severity,
+                description=r.description,
+                scope=r.scope or model.scope,
+                condition=cond,
+            )
+        )
+    _check_unique([r.id for r in rules], where)
+    required: list[str] = []
+    for rule in rules:
+        assert rule.condition is not None
+        req = _required_terms(rule.condition)
+        if not req:
+            raise where.error(
+                "the rule needs terms a unit must contain (a condition that is only 'not')",
+                rule.id,
+            )
+        required.extend(req)
+    prefilter = build_prefilter(required)
+    return RulePack(
+        id=model.id,
+        title=model.title,
+        description=model.description,
+        path=where.path,
+        category=model.category,
+        severity=model.severity,
+        languages=list(model.languages),
+        engine="generic",
+        rules=rules,
+        examples={
+            "match": [e.model_dump() for e in model.examples.match],
+            "no_match": [e.model_dump() for e in model.examples.no_match],
+        },
+        prefilter=prefilter,
+        scope=model.scope,
+    )
+
+
+def _ref_pattern(
+    ref: str,
+    lex: dict[str, re.Pattern[str]],
+    where: _Where,
+    positive: list[str],
+    raw_lex: dict[str, list[str]],
+    negated: bool,
+) -> re.Pattern[str]:
+    """``@name`` is a lexicon, anything else one term."""
+    if ref.startswith("@"):
+        name = ref[1:]
+        if name not in lex:
+            raise where.error(f"unknown lexicon {ref!r}")
+        if not negated:
+            positive.extend(term_to_regex(t) for t in raw_lex[name])
+        return lex[name]
+    pat = _compile_terms([ref], where)
+    assert pat is not None
+    if not negated:
+        positive.append(term_to_regex(ref))
+    return pat
+
+
+def _compile_condition(
+    c: Condition,
+    lex: dict[str, re.Pattern[str]],
+    where: _Where,
+    positive: list[str],
+    raw_lex: dict[str, list[str]],
+    negated: bool = False,
+) -> CompiledCondition:
+    if c.keywords is not None:
+        pat = _compile_terms(c.keywords, where)
+        if pat is None:
+            raise where.error("keywords: empty list")
+        if not negated:
+            positive.extend(term_to_regex(t) for t in c.keywords)
+        return CompiledCondition("terms", pattern=pat, terms=list(c.keywords))
+    if c.regex is not None:
+        try:
+            pat = re.compile(fold(c.regex), re.IGNORECASE)
+        except re.error as exc:
+            raise where.error(f"bad regex {c.regex!r}: {exc}") from None
+        if not negated:
+            positive.append(fold(c.regex))
+        return CompiledCondition("terms", pattern=pat, terms=["re:" + c.regex])
+    if c.lexicon is not None:
+        pat = _ref_pattern("@" + c.lexicon, lex, where, positive, raw_lex, negated)
+        return CompiledCondition("terms", pattern=pat, terms=list(raw_lex[c.lexicon]))
+    if c.near is not None:
+        a = _ref_pattern(c.near[0], lex, where, positive, raw_lex, negated)
+        b = _ref_pattern(c.near[1], lex, where, positive, raw_lex, negated)
+        return CompiledCondition(
+            "near",
+            near=(a, b),
+            within=c.within or 10,
+            near_terms=(_ref_terms(c.near[0], raw_lex), _ref_terms(c.near[1], raw_lex)),
+        )
+    if c.all is not None:
+        kids = [_compile_condition(k, lex, where, positive, raw_lex, negated) for k in c.all]
+        return CompiledCondition("all", children=kids)
+    if c.any is not None:
+        kids = [_compile_condition(k, lex, where, positive, raw_lex, negated) for k in c.any]
+        return CompiledCondition("any", children=kids)
+    assert c.not_ is not None
+    kid = _compile_condition(c.not_, lex, where, positive, raw_lex, not negated)
+    return CompiledCondition("not", children=[kid])
+
+
+def _ref_terms(ref: str, raw_lex: dict[str, list[str]]) -> list[str]:
+    return list(raw_lex[ref[1:]]) if ref.startswith("@") else [ref]
+
+
+def _required_terms(c: CompiledCondition) -> list[str]:
+    """Terms of which at least one must occur for ``c`` to hold ([] = no guarantee).
+
+    For ``all`` the first child that guarantees terms is used, for ``near`` its first side:
+    pack authors put the rarest condition first (rules/README.md) to keep the prefilter fast.
+    """
+    if c.op == "terms":
+        return c.terms
+    if c.op == "near":
+        return c.near_terms[0]
+    if c.op == "all":
+        for k in c.children:
+            req = _required_terms(k)
+            if req:
+                return req
+        return []
+    if c.op == "any":
+        out: list[str] = []
+        for k in c.children:
+            req = _required_terms(k)
+            if not req:
+                return []
+            out.extend(req)
+        return out
+    return []

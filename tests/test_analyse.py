@@ -1,0 +1,92 @@
+"""Document-level semantics of analyse_text / analyse_unit (LABELLING.md)."""
+
+from __future__ import annotations
+
+from monitor.analyse import analyse_text, analyse_unit
+from monitor.models import Consent
+
+
+def test_training_with_no_choice_is_none_and_alerts() -> None:
+    a = analyse_text("# Use\n\nWe use your public posts to train our generative AI models.")
+    assert a.ai_training and a.consent == Consent.NONE and a.alert
+    (f,) = [f for f in a.findings if f.pack == "ai-training"]
+    roles = {s.role for s in f.spans}
+    assert {"purpose", "object", "data"} <= roles
+    purpose = next(s for s in f.spans if s.role == "purpose")
+    assert f.unit_text[purpose.start : purpose.end] == purpose.text == "train"
+
+
+def test_generic_consent_elsewhere_does_not_make_training_opt_in() -> None:
+    doc = (
+        "# Marketing\n\nWith your consent, we send you newsletters.\n\n"
+        "# AI\n\nWe use your public posts to train our AI models."
+    )
+    a = analyse_text(doc)
+    assert a.ai_training and a.consent == Consent.NONE and a.alert
+
+
+def test_opt_out_in_the_next_sentence_of_the_paragraph_counts() -> None:
+    a = analyse_text(
+        "We use your posts to train our AI models. You can object to this processing at any time."
+    )
+    assert a.ai_training and a.consent == Consent.OPT_OUT
+
+
+def test_weakest_consent_wins_across_findings() -> None:
+    doc = (
+        "We use your chats to improve our language models only if you opt in.\n\n"
+        "We use your public posts to train our AI models unless you opt out."
+    )
+    a = analyse_text(doc)
+    assert a.ai_training and a.consent == Consent.OPT_OUT
+    assert sorted(f.consent.value for f in a.findings if f.ai_training) == ["opt_in", "opt_out"]
+
+
+def test_full_denial_is_no_training_but_recorded_as_negated() -> None:
+    a = analyse_text("We do not use the content of your messages to train our AI models.")
+    assert not a.ai_training and a.consent == Consent.NA and a.negated and not a.alert
+    (f,) = [f for f in a.findings if f.pack == "ai-training"]
+    assert f.rule_id == "ai-training-denial" and not f.ai_training and f.negated
+
+
+def test_conditional_negation_is_training_with_opt_in() -> None:
+    a = analyse_unit("We will not use your recordings to train our models without your consent.")
+    assert a.ai_training and a.consent == Consent.OPT_IN and a.negated and not a.alert
+
+
+def test_user_restriction_is_not_a_disclosure() -> None:
+    a = analyse_unit("You may not use any content from the Services to train AI models.")
+    assert not a.ai_training and not a.negated and a.findings == []
+
+
+def test_html_input_is_accepted() -> None:
+    html = (
+        "<html><body><h1>Privacy</h1><p>We keep your account safe.</p>"
+        "<ul><li>We use your photos to train our AI models.</li></ul></body></html>"
+    )
+    a = analyse_text(html)
+    assert a.ai_training and a.consent == Consent.NONE
+    (f,) = [f for f in a.findings if f.ai_training]
+    assert f.heading_path == ("Privacy",) and "<" not in f.unit_text
+
+
+def test_findings_locate_the_unit_in_the_text() -> None:
+    doc = "# A\n\nWe value privacy. We train our AI models on your posts."
+    a = analyse_text(doc)
+    (f,) = a.findings
+    assert doc[f.start : f.end] == "We train our AI models on your posts."
+    assert a.unit_count == 2 and a.lang == "en"
+
+
+def test_other_packs_report_their_own_category() -> None:
+    a = analyse_text("We use facial recognition to suggest tags in your photos.")
+    cats = {f.category for f in a.findings}
+    assert "sensitive_data" in cats and not a.ai_training
+
+
+def test_multilingual_units() -> None:
+    assert analyse_unit("Wir nutzen Ihre Inhalte nicht, um KI-Modelle zu trainieren.").negated
+    a = analyse_unit("Vous pouvez vous opposer à l'utilisation de vos données pour entraîner l'IA.")
+    assert a.ai_training and a.consent == Consent.OPT_OUT and a.lang == "fr"
+    b = analyse_unit("Nous utilisons vos informations pour améliorer nos services.")
+    assert not b.ai_training

@@ -1,0 +1,81 @@
+"""Segmentation: sentence ends, abbreviations, legal references, lead-ins, headings, offsets."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.analyse import segment
+
+
+def texts(doc: str) -> list[str]:
+    return [u.text for u in segment(doc)]
+
+
+def test_sentences_split_on_terminal_punctuation() -> None:
+    assert texts("We collect data. We share it! Do we sell it? No.") == [
+        "We collect data.",
+        "We share it!",
+        "Do we sell it?",
+        "No.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "We rely on consent under Art. 6(1)(a) GDPR for this.",
+        "We share data with X Corp. and xAI Holdings Inc. in the U.S. for hosting.",
+        "Some data, e.g. posts, and some metadata, i.e. timestamps, are kept.",
+        "Photos, videos, etc. are stored for No. 3 of the list.",
+        "Wir verarbeiten Daten, z. B. Beiträge, d. h. Inhalte, bzw. Kommentare nach Abs. 2.",
+        "Nous traitons des données, p. ex. vos messages, selon l'art. 6 du RGPD.",
+        "Trattiamo dati, ad es. foto, video ecc. per migliorare il servizio.",
+    ],
+)
+def test_abbreviations_and_legal_references_do_not_split(sentence: str) -> None:
+    assert texts(sentence) == [sentence]
+
+
+def test_list_items_carry_their_lead_in_but_offsets_cover_the_item() -> None:
+    doc = "We may use your data to:\n\n- improve our services\n\n- train our AI models"
+    units = segment(doc)
+    assert [u.text for u in units] == [
+        "We may use your data to:",
+        "We may use your data to: — improve our services",
+        "We may use your data to: — train our AI models",
+    ]
+    item = units[2]
+    assert doc[item.start : item.end] == "train our AI models"
+
+
+def test_list_without_colon_lead_in_stands_alone() -> None:
+    units = segment("Some context here.\n\n- an item")
+    assert units[1].text == "an item"
+
+
+def test_heading_paths_follow_levels() -> None:
+    doc = "# Policy\n\n## Use\n\nWe use data.\n\n### AI\n\nWe train models.\n\n## Sharing\n\nWe share."
+    paths = {u.text: u.heading_path for u in segment(doc)}
+    assert paths["We use data."] == ("Policy", "Use")
+    assert paths["We train models."] == ("Policy", "Use", "AI")
+    assert paths["We share."] == ("Policy", "Sharing")
+
+
+def test_offsets_point_at_the_unit_text() -> None:
+    doc = "# T\n\nFirst sentence here. Second one\nwraps a line.\n\nThird."
+    units = segment(doc)
+    assert len(units) == 3
+    for u in units:
+        assert doc[u.start : u.end].replace("\n", " ") == u.text
+    assert [u.index for u in units] == [0, 1, 2]
+
+
+def test_raw_markdown_setext_heading_and_list_in_one_block() -> None:
+    doc = "Privacy\n=======\n\nWe share data with:\n- partners\n- affiliates"
+    units = segment(doc)
+    assert all(u.heading_path == ("Privacy",) for u in units)
+    assert [u.text for u in units] == [
+        "We share data with:",
+        "We share data with: — partners",
+        "We share data with: — affiliates",
+    ]
