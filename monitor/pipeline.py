@@ -24,15 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from monitor import extract as extract_stage
-from monitor.analyse import RulePack, analyse_text, load_packs
 from monitor.config import Config, DocumentConfig
-from monitor.diff import diff_texts
 from monitor.fetch import Fetcher
 from monitor.models import Analysis, Extracted, FetchResult, Outcome
-from monitor.store import Store, Version, iso, sha256_bytes, sha256_text, utcnow
+from monitor.store import Store, Version, sha256_bytes, sha256_text, utcnow
 
 if TYPE_CHECKING:
+    from monitor.analyse import RulePack
     from monitor.notify import DeliveryReport
 
 log = logging.getLogger("monitor.pipeline")
@@ -86,6 +84,21 @@ class CheckResult:
 
 
 @dataclass(slots=True)
+class Prepared:
+    """What the CPU-bound part of a check found (see :meth:`Pipeline._prepare`)."""
+
+    extracted: Extracted
+    text_sha: str
+    suspect: str | None
+    analysis: Analysis | None = None
+    change_summary: dict[str, int] | None = None
+
+
+def _opt_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+@dataclass(slots=True)
 class PublishResult:
     pages: list[Path]
     delivery: DeliveryReport | None
@@ -116,7 +129,8 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.store = store
-        self.packs = list(packs) if packs is not None else load_packs()
+        self._packs = list(packs) if packs is not None else None
+        self._known_docs: set[str] = set()
         self.transport = transport
         self.alert_hook: AlertHook = alert_hook or self._record_alerts
         self.notify = notify
@@ -206,18 +220,18 @@ class Pipeline:
         t0 = time.monotonic()
         doc_id = doc.doc_id
         try:
-            self.store.upsert_document(doc)
+            if doc_id not in self._known_docs:
+                self.store.upsert_document(doc)
+                self._known_docs.add(doc_id)
             good = self.store.last_good_fetch(doc_id)
-            latest = self.store.latest_version(doc_id)
-            use_validators = good is not None and latest is not None
             fetched = await fetcher.fetch(
                 doc.url,
-                etag=good["etag"] if use_validators and good else None,
-                last_modified=good["last_modified"] if use_validators and good else None,
+                etag=good["etag"] if good else None,
+                last_modified=good["last_modified"] if good else None,
                 ignore_robots=doc.ignore_robots,
                 headers=doc.headers or None,
             )
-            result = self._process(doc, fetched, good, latest)
+            result = await self._process(doc, fetched, good)
         except Exception as exc:  # one document's bug must not stop the others
             log.exception("check of %s failed", doc_id)
             result = CheckResult(doc_id, Outcome.ERROR, detail=f"{type(exc).__name__}: {exc}")
@@ -241,12 +255,8 @@ class Pipeline:
         )
         return result
 
-    def _process(
-        self,
-        doc: DocumentConfig,
-        fetched: FetchResult,
-        good: dict[str, Any] | None,
-        latest: Version | None,
+    async def _process(
+        self, doc: DocumentConfig, fetched: FetchResult, good: dict[str, Any] | None
     ) -> CheckResult:
         doc_id = doc.doc_id
         # The pipeline's clock, not the fetcher's: the demo and tests replay dated histories.
@@ -262,67 +272,74 @@ class Pipeline:
             "attempts": fetched.attempts,
             "robots_overridden": int(fetched.robots_overridden),
         }
-        current = latest.number if latest else None
 
         def done(outcome: Outcome, detail: str | None = None, **extra: Any) -> CheckResult:
+            # The common paths (304, same body, failures) need only the latest version's
+            # number, not its text: keep them to a couple of small queries.
+            head = self.store.latest_version_head(doc_id)
             with self.store.transaction():
-                if latest is not None and outcome in (
+                if head is not None and outcome in (
                     Outcome.NOT_MODIFIED,
                     Outcome.SAME_BODY,
                     Outcome.UNCHANGED,
                 ):
-                    self.store.touch_version(latest.id, seen_at)
-                    extra.setdefault("version_id", latest.id)
+                    self.store.touch_version(head["id"], seen_at)
+                    extra.setdefault("version_id", head["id"])
                     if outcome == Outcome.NOT_MODIFIED and good:
                         # A 304 carries no body: keep the validators and hash we already have.
                         extra.setdefault("body_sha256", good["body_sha256"])
+                        extra.setdefault("text_sha256", good["text_sha256"])
                         base["etag"] = base["etag"] or good["etag"]
                         base["last_modified"] = base["last_modified"] or good["last_modified"]
-                self.store.record_fetch(doc_id, **base, outcome=outcome.value, detail=detail, **extra)
+                self.store.record_fetch(
+                    doc_id, **base, outcome=outcome.value, detail=detail, **extra
+                )
             return CheckResult(
                 doc_id,
                 outcome,
-                version=current,
+                version=head["number"] if head else None,
                 status=fetched.status,
                 detail=detail,
-                ai_training=latest.ai_training if latest else None,
-                consent=latest.consent if latest else None,
+                ai_training=_opt_bool(head["ai_training"]) if head else None,
+                consent=head["consent"] if head else None,
             )
 
         if fetched.outcome is not None:
             return done(fetched.outcome, fetched.error)
         body = fetched.body or b""
         body_sha = sha256_bytes(body)
-        if good is not None and latest is not None and good["body_sha256"] == body_sha:
-            return done(Outcome.SAME_BODY, body_sha256=body_sha)
+        if good is not None and good["body_sha256"] == body_sha:
+            return done(Outcome.SAME_BODY, body_sha256=body_sha, text_sha256=good["text_sha256"])
 
-        extracted = extract_stage.extract_html(
-            fetched.text or "", select=doc.select, remove=doc.remove, base_url=fetched.final_url
+        latest = self.store.latest_version(doc_id)
+        # Extraction, analysis and diff are CPU work: run them off the event loop so the
+        # responses of other documents keep being read (a blocked loop makes them time out).
+        prepared = await asyncio.to_thread(
+            self._prepare, doc, fetched.text or "", latest.text if latest else None
         )
-        text_sha = sha256_text(extracted.text)
-        reason = extract_stage.suspect_reason(
-            extracted,
-            status=fetched.status,
-            previous_text=latest.text if latest else None,
-            min_ratio=self.config.suspect.min_ratio,
-            min_chars=self.config.suspect.min_chars,
-        )
-        if reason and not self._accept_persistent_suspect(doc_id, reason, text_sha):
+        reason = prepared.suspect
+        if reason and not self._accept_persistent_suspect(doc_id, reason, prepared.text_sha):
             with self.store.transaction():
                 blob = self.store.put_blob(body, fetched.content_type, seen_at)
-            return done(Outcome.SUSPECT, reason, body_sha256=blob, text_sha256=text_sha)
-        if latest is not None and latest.sha256 == text_sha:
-            return done(Outcome.UNCHANGED, body_sha256=body_sha, text_sha256=text_sha)
+            return done(Outcome.SUSPECT, reason, body_sha256=blob, text_sha256=prepared.text_sha)
+        if latest is not None and latest.sha256 == prepared.text_sha:
+            return done(Outcome.UNCHANGED, body_sha256=body_sha, text_sha256=prepared.text_sha)
+        if prepared.analysis is None:  # an accepted persistent suspect was not analysed yet
+            prepared = await asyncio.to_thread(
+                self._prepare, doc, fetched.text or "", latest.text if latest else None, True
+            )
 
         with self.store.transaction():
             blob = self.store.put_blob(body, fetched.content_type, seen_at)
             ingest = self.ingest(
                 doc_id,
-                extracted,
+                prepared.extracted,
                 seen_at=seen_at,
                 source="fetch",
                 blob_sha256=blob,
                 source_url=fetched.final_url,
+                analysis=prepared.analysis,
+                change_summary=prepared.change_summary,
             )
             self.store.record_fetch(
                 doc_id,
@@ -332,7 +349,7 @@ class Pipeline:
                 if reason
                 else None,
                 body_sha256=blob,
-                text_sha256=text_sha,
+                text_sha256=prepared.text_sha,
                 version_id=ingest.version.id,
             )
         return CheckResult(
@@ -346,6 +363,30 @@ class Pipeline:
             ai_training=ingest.analysis.ai_training,
             consent=ingest.analysis.consent.value,
         )
+
+    def _prepare(
+        self, doc: DocumentConfig, html: str, previous: str | None, force: bool = False
+    ) -> Prepared:
+        """The pure, CPU-bound part of a check: extract, judge, and (for a text that will
+        become a version) analyse and diff. Touches neither the store nor the network."""
+        from monitor import extract
+        from monitor.diff import diff_texts
+
+        extracted = extract.extract_html(html, select=doc.select, remove=doc.remove)
+        text_sha = sha256_text(extracted.text)
+        reason = extract.suspect_reason(
+            extracted,
+            status=200,
+            previous_text=previous,
+            min_ratio=self.config.suspect.min_ratio,
+            min_chars=self.config.suspect.min_chars,
+        )
+        prepared = Prepared(extracted, text_sha, reason)
+        if (force or reason is None) and (previous is None or sha256_text(previous) != text_sha):
+            prepared.analysis = self.analyse(extracted.text)
+            if previous is not None:
+                prepared.change_summary = diff_texts(previous, extracted.text).counts()
+        return prepared
 
     def _accept_persistent_suspect(self, doc_id: str, reason: str, text_sha: str) -> bool:
         """The documented rule: a *shrunk* text (not a blocked page, not an empty selection)
@@ -370,15 +411,25 @@ class Pipeline:
         source: str,
         blob_sha256: str | None = None,
         source_url: str | None = None,
+        analysis: Analysis | None = None,
+        change_summary: dict[str, int] | None = None,
     ) -> IngestResult:
         """Store a text as the document's next version (if it differs from the latest),
-        analyse it, diff it against the previous one and decide alerts, in one transaction."""
+        analyse it, diff it against the previous one and decide alerts, in one transaction.
+
+        ``analysis`` and ``change_summary`` may be computed beforehand (in a thread or a
+        process pool: they are pure); the change summary must be against the latest version."""
+        from monitor.diff import diff_texts
+
         with self.store.transaction():
             previous = self.store.latest_version(doc_id)
             if previous is not None and previous.sha256 == sha256_text(extracted.text):
                 self.store.touch_version(previous.id, seen_at)
-                analysis = self.store.analysis(previous) or self._analyse(previous.id, previous.text)
-                return IngestResult(previous, False, analysis, None)
+                stored = self.store.analysis(previous)
+                if stored is None:
+                    stored = analysis or self.analyse(previous.text)
+                    self.store.save_analysis(previous.id, stored)
+                return IngestResult(previous, False, stored, None)
             version = self.store.add_version(
                 doc_id,
                 text=extracted.text,
@@ -389,10 +440,12 @@ class Pipeline:
                 effective_date=extracted.effective_date,
                 source_url=source_url,
             )
-            analysis = self._analyse(version.id, version.text)
+            if analysis is None:
+                analysis = self.analyse(version.text)
+            self.store.save_analysis(version.id, analysis)
             summary = None
             if previous is not None:
-                summary = diff_texts(previous.text, version.text).counts()
+                summary = change_summary or diff_texts(previous.text, version.text).counts()
                 self.store.record_change(doc_id, previous.id, version.id, summary, seen_at)
             prev_analysis = self.store.analysis(previous) if previous else None
             alert_ids = self.alert_hook(
@@ -403,8 +456,16 @@ class Pipeline:
                 self.store.version_by_id(version.id), True, analysis, summary, alert_ids
             )
 
-    def _analyse(self, version_id: int, text: str) -> Analysis:
-        analysis = analyse_text(text, self.packs)
-        self.store.save_analysis(version_id, analysis)
-        return analysis
+    def analyse(self, text: str) -> Analysis:
+        from monitor.analyse import analyse_text
 
+        return analyse_text(text, self.packs)
+
+    @property
+    def packs(self) -> list[RulePack]:
+        # Compiling the packs costs most of a second: a pass over unchanged pages never needs them.
+        if self._packs is None:
+            from monitor.analyse import load_packs
+
+            self._packs = load_packs()
+        return self._packs

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from monitor.config import DocumentConfig
 from monitor.errors import NotFound, StoreError
 from monitor.models import Analysis, Consent, Finding
@@ -246,7 +244,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self._db: Any = None
         self._depth = 0
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
@@ -255,6 +253,16 @@ class Store:
         self._migrate()
 
     # --- plumbing -----------------------------------------------------------------------
+
+    @property
+    def db(self) -> Any:
+        """The same connection as a ``sqlite_utils.Database`` (imported on first use: it pulls
+        in numpy, which a check of unchanged pages has no use for)."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     def close(self) -> None:
         self.conn.close()
@@ -311,14 +319,18 @@ class Store:
         cols = [c[0] for c in cur.description or ()]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
-    def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+    def query_one(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> dict[str, Any] | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
     def insert(self, table: str, row: dict[str, Any]) -> int:
         cols = ", ".join(f'"{c}"' for c in row)
         marks = ", ".join("?" for _ in row)
-        cur = self.conn.execute(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', list(row.values()))
+        cur = self.conn.execute(
+            f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', list(row.values())
+        )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
@@ -332,7 +344,9 @@ class Store:
             (doc.doc_id, doc.platform, doc.doc_type, doc.url, iso(now or utcnow())),
         )
 
-    def ensure_document(self, doc_id: str, platform: str, doc_type: str, url: str, now: dt.datetime | None = None) -> None:
+    def ensure_document(
+        self, doc_id: str, platform: str, doc_type: str, url: str, now: dt.datetime | None = None
+    ) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO documents (id, platform, doc_type, url, added_at) VALUES (?, ?, ?, ?, ?)",
             (doc_id, platform, doc_type, url, iso(now or utcnow())),
@@ -350,7 +364,9 @@ class Store:
 
     # --- blobs --------------------------------------------------------------------------
 
-    def put_blob(self, data: bytes, content_type: str | None = None, now: dt.datetime | None = None) -> str:
+    def put_blob(
+        self, data: bytes, content_type: str | None = None, now: dt.datetime | None = None
+    ) -> str:
         sha = sha256_bytes(data)
         self.conn.execute(
             "INSERT OR IGNORE INTO blobs (sha256, data, size, content_type, first_seen) VALUES (?, ?, ?, ?, ?)",
@@ -371,6 +387,14 @@ class Store:
             "SELECT * FROM versions WHERE document_id = ? ORDER BY number DESC LIMIT 1", (doc_id,)
         )
         return Version.from_row(row) if row else None
+
+    def latest_version_head(self, doc_id: str) -> dict[str, Any] | None:
+        """The latest version without its text (id, number, sha256, ai_training, consent)."""
+        return self.query_one(
+            "SELECT id, number, sha256, ai_training, consent FROM versions "
+            "WHERE document_id = ? ORDER BY number DESC LIMIT 1",
+            (doc_id,),
+        )
 
     def versions(self, doc_id: str) -> list[Version]:
         rows = self.query("SELECT * FROM versions WHERE document_id = ? ORDER BY number", (doc_id,))
@@ -453,7 +477,8 @@ class Store:
 
     def touch_version(self, version_id: int, seen_at: dt.datetime) -> None:
         self.conn.execute(
-            "UPDATE versions SET last_seen = max(last_seen, ?) WHERE id = ?", (iso(seen_at), version_id)
+            "UPDATE versions SET last_seen = max(last_seen, ?) WHERE id = ?",
+            (iso(seen_at), version_id),
         )
 
     # --- fetch log ----------------------------------------------------------------------
@@ -485,7 +510,9 @@ class Store:
 
     # --- analysis -----------------------------------------------------------------------
 
-    def save_analysis(self, version_id: int, analysis: Analysis, now: dt.datetime | None = None) -> None:
+    def save_analysis(
+        self, version_id: int, analysis: Analysis, now: dt.datetime | None = None
+    ) -> None:
         with self.transaction():
             self.conn.execute("DELETE FROM findings WHERE version_id = ?", (version_id,))
             for f in analysis.findings:
@@ -558,7 +585,14 @@ class Store:
             findings=findings,
         )
 
-    def record_change(self, doc_id: str, from_id: int | None, to_id: int, summary: dict[str, int], now: dt.datetime | None = None) -> int:
+    def record_change(
+        self,
+        doc_id: str,
+        from_id: int | None,
+        to_id: int,
+        summary: dict[str, int],
+        now: dt.datetime | None = None,
+    ) -> int:
         return self.insert(
             "changes",
             {

@@ -1,0 +1,420 @@
+"""Alert decisions on state transitions (monitor.alerts), pure and against a real Store."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from monitor.alerts import (
+    AlertType,
+    decide_alerts,
+    list_alerts,
+    normalise,
+    record_alerts,
+)
+from monitor.models import Analysis, Consent, Finding, Span
+from monitor.store import Store
+
+# --- a small factory of analyser output ------------------------------------------------------
+
+TERMS = ("train", "AI", "models", "posts", "messages", "opt out", "consent", "not")
+
+
+def finding(
+    text: str,
+    *,
+    consent: str = "none",
+    ai_training: bool = True,
+    negated: bool = False,
+    unit_index: int = 0,
+    rule_id: str = "ai-training.use",
+    lang: str = "en",
+    cues: tuple[str, ...] = (),
+    data: tuple[str, ...] = (),
+) -> Finding:
+    """One ai-training finding over ``text``, with spans on the words in TERMS it contains
+    and "data" spans on the phrases in ``data``."""
+    spans = []
+    for phrase in data:
+        at = text.index(phrase)
+        spans.append(Span(at, at + len(phrase), "data", phrase))
+    for term in TERMS:
+        at = text.find(term)
+        if at >= 0:
+            spans.append(Span(at, at + len(term), "term", term))
+    return Finding(
+        pack="ai-training",
+        rule_id=rule_id,
+        category="ai_training",
+        severity="high",
+        unit_index=unit_index,
+        unit_text=text,
+        start=0,
+        end=len(text),
+        heading_path=("## How we use data",),
+        lang=lang,
+        ai_training=ai_training,
+        consent=Consent(consent if ai_training else "n/a"),
+        negated=negated,
+        spans=spans,
+        consent_cues=list(cues),
+    )
+
+
+def analysis(*findings: Finding, consent: str | None = None) -> Analysis:
+    training = [f for f in findings if f.ai_training]
+    weakest = min((f.consent for f in training), key=lambda c: c.strength, default=Consent.NA)
+    return Analysis(
+        lang="en",
+        ai_training=bool(training),
+        consent=Consent(consent) if consent else weakest,
+        negated=any(f.negated for f in findings),
+        findings=list(findings),
+        unit_count=10,
+    )
+
+
+EMPTY = analysis()
+POSTS = "We may use your public posts to train our AI models."
+POSTS_REWORDED = "We may use your public posts and photos to train our generative AI models."
+MESSAGES = "Partners who receive your private messages train their own language models on them."
+DENIAL = "We do not use your private messages to train our AI models."
+
+
+# --- pure decisions -------------------------------------------------------------------------
+
+
+def test_added_without_any_choice_is_high() -> None:
+    [d] = decide_alerts(EMPTY, analysis(finding(POSTS)), first_version=False)
+    assert d.type == AlertType.AI_TRAINING_ADDED
+    assert d.severity == "high"
+    assert d.unit_text == POSTS
+    assert d.clause_key == normalise(POSTS)
+    assert d.evidence["consent"] == "none"
+    assert d.evidence["opt_in_found"] is False
+    assert "with your consent" in d.evidence["opt_in_looked_for"]
+    assert d.evidence["rule_ids"] == ["ai-training.use"]
+    assert "\n" not in d.summary and d.summary.endswith(".")
+
+
+def test_added_with_opt_out_is_medium() -> None:
+    text = "We use your posts to train AI models unless you opt out in Settings."
+    [d] = decide_alerts(
+        EMPTY, analysis(finding(text, consent="opt_out", cues=("opt out",))), first_version=False
+    )
+    assert (d.type, d.severity) == (AlertType.AI_TRAINING_ADDED, "medium")
+    assert d.evidence["consent_cues"] == ["opt out"]
+    assert "opt-out" in d.summary
+
+
+def test_opt_out_added_for_training_already_disclosed_is_not_new_training() -> None:
+    opt_out = "You can opt out of this AI training at any time in your settings."
+    prev = analysis(finding(POSTS, unit_index=5))
+    new = analysis(finding(POSTS, unit_index=5), finding(opt_out, unit_index=6, consent="opt_out"))
+    assert decide_alerts(prev, new, first_version=False) == []
+    # The same sentence far from any disclosed training is a disclosure of its own.
+    far = analysis(finding(POSTS, unit_index=5), finding(opt_out, unit_index=40, consent="opt_out"))
+    [d] = decide_alerts(prev, far, first_version=False)
+    assert (d.type, d.severity) == (AlertType.AI_TRAINING_ADDED, "medium")
+
+
+def test_added_with_opt_in_does_not_alert() -> None:
+    text = "With your consent, we use your posts to train AI models."
+    assert (
+        decide_alerts(EMPTY, analysis(finding(text, consent="opt_in")), first_version=False) == []
+    )
+
+
+def test_reworded_clause_is_not_new() -> None:
+    prev = analysis(finding(POSTS, unit_index=4))
+    new = analysis(finding(POSTS_REWORDED, unit_index=7, rule_id="ai-training.other-rule"))
+    assert decide_alerts(prev, new, first_version=False) == []
+
+
+def test_clause_moved_out_of_a_longer_unit_is_not_new() -> None:
+    core = (
+        "In our interest and in the interests of third parties to create, provide and improve "
+        "artificial intelligence models trained on the content you share"
+    )
+    table_row = (
+        "Develop and improve AI technology on our products and for third parties. | * "
+        + core
+        + ". * To offer AI technology to developers, researchers and the public at large, and to "
+        "support research on safety, fairness and accessibility across many languages and regions. "
+        "* To keep our services secure, to prevent fraud, and to measure how well our features "
+        "work for the people and the businesses who rely on them every day."
+    )
+    relisted = "Legitimate interests relied on: — " + core + "."
+    prev = analysis(finding(table_row, unit_index=3))
+    assert decide_alerts(prev, analysis(finding(relisted, unit_index=8)), first_version=False) == []
+
+
+def test_a_different_clause_with_shared_vocabulary_is_new() -> None:
+    prev = analysis(finding(POSTS, unit_index=1))
+    new = analysis(finding(POSTS, unit_index=1), finding(MESSAGES, unit_index=5))
+    [d] = decide_alerts(prev, new, first_version=False)
+    assert d.type == AlertType.AI_TRAINING_ADDED
+    assert d.unit_text == MESSAGES
+
+
+def test_same_wording_about_other_data_is_new() -> None:
+    old = "We use your public posts to train our AI models."
+    new = "We use your private messages to train our AI models."
+    prev = analysis(finding(old, data=("your public posts",)))
+    [d] = decide_alerts(
+        prev, analysis(finding(new, data=("your private messages",))), first_version=False
+    )
+    assert d.unit_text == new
+    widened = "We use your public posts and photos to train our AI models."
+    assert (
+        decide_alerts(
+            prev,
+            analysis(finding(widened, data=("your public posts and photos",))),
+            first_version=False,
+        )
+        == []
+    )
+
+
+def test_several_rules_on_one_unit_give_one_alert() -> None:
+    new = analysis(finding(POSTS, rule_id="ai-training.a"), finding(POSTS, rule_id="ai-training.b"))
+    [d] = decide_alerts(EMPTY, new, first_version=False)
+    assert d.evidence["rule_ids"] == ["ai-training.a", "ai-training.b"]
+
+
+def test_seen_key_of_an_earlier_wording_suppresses_the_alert() -> None:
+    new = analysis(finding(POSTS_REWORDED))
+    assert decide_alerts(EMPTY, new, seen_keys={normalise(POSTS)}, first_version=False) == []
+
+
+def test_consent_downgraded_on_a_matched_clause() -> None:
+    prev = analysis(
+        finding("With your consent, we use your posts to train AI models.", consent="opt_in")
+    )
+    new = analysis(
+        finding("We use your posts to train AI models unless you opt out.", consent="opt_out")
+    )
+    [d] = decide_alerts(prev, new, first_version=False)
+    assert d.type == AlertType.CONSENT_DOWNGRADED
+    assert d.severity == "medium"
+    assert d.clause_key.endswith("#to=opt_out")
+    assert (d.evidence["previous_consent"], d.evidence["consent"]) == ("opt_in", "opt_out")
+
+
+def test_consent_upgrade_does_not_alert() -> None:
+    prev = analysis(
+        finding("We use your posts to train AI models unless you opt out.", consent="opt_out")
+    )
+    new = analysis(
+        finding("With your consent, we use your posts to train AI models.", consent="opt_in")
+    )
+    assert decide_alerts(prev, new, first_version=False) == []
+
+
+def test_document_level_downgrade_when_no_clause_explains_it() -> None:
+    clause = finding(POSTS, consent="opt_in")
+    prev = analysis(clause, consent="opt_in")
+    new = analysis(clause, consent="opt_out")  # the analyser's document-level verdict changed
+    [d] = decide_alerts(prev, new, first_version=False)
+    assert d.type == AlertType.CONSENT_DOWNGRADED
+    assert d.clause_key == "@document#to=opt_out"
+
+
+def test_negation_removed() -> None:
+    prev = analysis(finding(DENIAL, ai_training=False, negated=True))
+    [d] = decide_alerts(prev, EMPTY, first_version=False)
+    assert d.type == AlertType.NEGATION_REMOVED
+    assert d.unit_text == DENIAL
+    assert d.clause_key.endswith("#denial")
+    assert d.evidence["old_clauses"][0]["unit_text"] == DENIAL
+
+
+def test_summaries_are_one_line_even_when_they_quote_policy_text() -> None:
+    denial = "We do not use your messages\r\nBcc: x@example.org\nto train AI models."
+    prev = analysis(finding(denial, ai_training=False, negated=True))
+    [d] = decide_alerts(prev, EMPTY, first_version=False)
+    assert "\r" not in d.summary and "\n" not in d.summary
+    assert "Bcc: x@example.org" in d.summary  # quoted as text, on the one line
+
+
+def test_negation_kept_in_other_words_does_not_alert() -> None:
+    prev = analysis(finding(DENIAL, ai_training=False, negated=True))
+    new = analysis(
+        finding(
+            "We do not use your private messages or photos to train our AI models.",
+            ai_training=False,
+            negated=True,
+        )
+    )
+    assert decide_alerts(prev, new, first_version=False) == []
+
+
+def test_denial_turned_into_training_is_one_added_alert() -> None:
+    prev = analysis(finding(DENIAL, ai_training=False, negated=True))
+    new = analysis(finding("We use your private messages to train our AI models."))
+    [d] = decide_alerts(prev, new, first_version=False)
+    assert d.type == AlertType.AI_TRAINING_ADDED
+    assert d.evidence["replaces_denial"] == DENIAL
+    assert "replaces" in d.summary
+
+
+def test_denial_replaced_by_an_already_alerted_clause_still_alerts() -> None:
+    training = "We use your private messages to train our AI models."
+    prev = analysis(finding(DENIAL, ai_training=False, negated=True))
+    new = analysis(finding(training))
+    [d] = decide_alerts(prev, new, seen_keys={normalise(training)}, first_version=False)
+    assert d.type == AlertType.NEGATION_REMOVED
+    assert d.evidence["clauses"][0]["unit_text"] == training
+
+
+def test_training_removed_is_info() -> None:
+    [d] = decide_alerts(analysis(finding(POSTS)), EMPTY, first_version=False)
+    assert (d.type, d.severity) == (AlertType.AI_TRAINING_REMOVED, "info")
+    assert d.evidence["old_clauses"][0]["unit_text"] == POSTS
+
+
+def test_baseline_once_for_a_first_version_training_without_opt_in() -> None:
+    new = analysis(
+        finding(POSTS, unit_index=1, consent="opt_out"),
+        finding(MESSAGES, unit_index=2, consent="none"),
+        finding("With your consent we train AI on your voice.", unit_index=3, consent="opt_in"),
+    )
+    [d] = decide_alerts(None, new, first_version=True)
+    assert d.type == AlertType.BASELINE
+    assert d.severity == "high"  # the weakest clause decides
+    assert d.clause_key == "@baseline"
+    assert [c["unit_text"] for c in d.evidence["clauses"]] == [POSTS, MESSAGES]
+    assert decide_alerts(None, new, seen_keys={"@baseline"}, first_version=True) == []
+
+
+def test_no_baseline_when_first_version_only_trains_with_opt_in() -> None:
+    new = analysis(finding("With your consent we train AI on your posts.", consent="opt_in"))
+    assert decide_alerts(None, new, first_version=True) == []
+
+
+def test_other_packs_are_ignored() -> None:
+    other = finding(POSTS)
+    other.pack, other.category = "biometric", "biometric"
+    assert decide_alerts(EMPTY, analysis(other), first_version=False) == []
+
+
+# --- record_alerts on a real store ----------------------------------------------------------
+
+
+@pytest.fixture
+def doc_store(store: Store) -> Store:
+    """The shared store fixture with one watched document."""
+    store.ensure_document("x/privacy-policy", "X", "privacy-policy", "https://x.example/privacy")
+    return store
+
+
+class History:
+    """Feeds versions with hand-made analyses through record_alerts, as the pipeline does."""
+
+    def __init__(self, store: Store, doc_id: str = "x/privacy-policy") -> None:
+        self.store, self.doc_id = store, doc_id
+        self.day = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+    def add(self, *findings: Finding) -> list[int]:
+        prev = self.store.latest_version(self.doc_id)
+        new_analysis = analysis(*findings)
+        with self.store.transaction():
+            v = self.store.add_version(
+                self.doc_id,
+                text="\n\n".join(f.unit_text for f in findings) or f"nothing {self.day}",
+                seen_at=self.day,
+                source="fetch",
+            )
+            self.store.save_analysis(v.id, new_analysis)
+            prev_analysis = self.store.analysis(prev) if prev else None
+            ids = record_alerts(self.store, self.doc_id, prev, v, prev_analysis, new_analysis)
+        self.day += dt.timedelta(days=30)
+        return ids
+
+
+def types(store: Store, ids: list[int]) -> list[str]:
+    return [a.type.value for a in list_alerts(store, ids=ids)]
+
+
+def test_same_clause_never_alerts_twice_across_versions(doc_store: Store) -> None:
+    h = History(doc_store)
+    assert h.add() == []  # v1: no training, nothing to report
+    first = h.add(finding(POSTS))
+    assert types(doc_store, first) == ["ai_training_added"]
+    assert h.add(finding(POSTS_REWORDED)) == []  # v3: reworded
+    gone = h.add()  # v4: removed
+    assert types(doc_store, gone) == ["ai_training_removed"]
+    assert h.add(finding(POSTS)) == []  # v5: back in its first wording
+    assert h.add(finding(POSTS_REWORDED, unit_index=9)) == []  # v6: and reworded again
+    rows = list_alerts(doc_store)
+    assert [a.type.value for a in rows] == ["ai_training_removed", "ai_training_added"]
+
+
+def test_record_alerts_stores_evidence_and_versions(doc_store: Store) -> None:
+    h = History(doc_store)
+    h.add()
+    [alert_id] = h.add(finding(POSTS, consent="opt_out"))
+    [a] = list_alerts(doc_store, doc_id="x/privacy-policy")
+    assert a.id == alert_id
+    assert (a.platform, a.doc_type, a.url) == ("X", "privacy-policy", "https://x.example/privacy")
+    assert (a.version_number, a.prev_version_number) == (2, 1)
+    assert a.severity == "medium"
+    assert a.created_at.startswith("2024-01-31")  # when the version was seen, not "now"
+    assert a.evidence["version"]["number"] == 2
+    assert a.evidence["prev_version"]["number"] == 1
+    assert a.evidence["clauses"][0]["spans"], "the highlighted terms must reach the page"
+
+
+def test_baseline_clauses_count_as_seen(doc_store: Store) -> None:
+    h = History(doc_store)
+    assert types(doc_store, h.add(finding(POSTS))) == ["baseline"]
+    assert types(doc_store, h.add()) == ["ai_training_removed"]
+    assert h.add(finding(POSTS_REWORDED)) == []
+
+
+def test_downgrades_alert_once_per_level(doc_store: Store) -> None:
+    h = History(doc_store)
+    h.add(finding("With your consent, we use your posts to train AI models.", consent="opt_in"))
+    down = h.add(
+        finding("We use your posts to train AI models unless you opt out.", consent="opt_out")
+    )
+    assert types(doc_store, down) == ["consent_downgraded"]
+    h.add(finding("With your consent, we use your posts to train AI models.", consent="opt_in"))
+    again = h.add(
+        finding("We use your posts to train AI models unless you opt out.", consent="opt_out")
+    )
+    assert again == []
+    worse = h.add(finding("We use your posts to train AI models.", consent="none"))
+    assert types(doc_store, worse) == ["consent_downgraded"]
+    [a] = list_alerts(doc_store, ids=worse)
+    assert a.severity == "high"
+
+
+def test_a_second_call_for_the_same_transition_inserts_nothing(doc_store: Store) -> None:
+    h = History(doc_store)
+    h.add()
+    h.add(finding(POSTS))
+    v1, v2 = doc_store.versions("x/privacy-policy")
+    again = record_alerts(
+        doc_store, "x/privacy-policy", v1, v2, doc_store.analysis(v1), analysis(finding(POSTS))
+    )
+    assert again == []
+    assert len(list_alerts(doc_store)) == 1
+
+
+def test_list_alerts_filters_and_orders_newest_first(doc_store: Store) -> None:
+    doc_store.ensure_document("y/terms", "Y", "terms", "https://y.example/terms")
+    hx, hy = History(doc_store), History(doc_store, "y/terms")
+    hy.day += dt.timedelta(days=10)
+    hx.add(finding(POSTS))  # 2024-01-01
+    hy.add(finding(MESSAGES))  # 2024-01-11
+    hx.add()  # 2024-01-31
+    assert [a.document_id for a in list_alerts(doc_store)] == [
+        "x/privacy-policy",
+        "y/terms",
+        "x/privacy-policy",
+    ]
+    assert [a.document_id for a in list_alerts(doc_store, doc_id="y/terms")] == ["y/terms"]
+    assert len(list_alerts(doc_store, since="2024-01-05")) == 2
+    assert len(list_alerts(doc_store, limit=1)) == 1
