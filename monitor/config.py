@@ -164,6 +164,10 @@ class Config(_Strict):
     health: HealthSettings = Field(default_factory=lambda: HealthSettings.model_validate({}))
     jitter: Duration = 60.0
     max_checks: int = Field(4, ge=1)  # documents checked at once by the daemon
+    # Processes for one `check` pass over many documents (hosts are never split between
+    # them); 0 = one per CPU. Used from `sharding_from` documents on.
+    workers: int = Field(0, ge=0)
+    sharding_from: int = Field(100, ge=1)
     documents: list[DocumentConfig] = Field(default_factory=list)
 
     # Set by load_config, not by the file: relative paths resolve against the config folder.

@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -83,6 +86,29 @@ class CheckResult:
         }
 
 
+def shard_by_host(docs: Sequence[DocumentConfig], workers: int) -> list[list[DocumentConfig]]:
+    """Split documents into at most ``workers`` shards, never splitting a host, balanced by
+    document count (largest host first onto the lightest shard)."""
+    groups: dict[str, list[DocumentConfig]] = {}
+    for doc in docs:
+        groups.setdefault((urlsplit(doc.url).hostname or "").lower(), []).append(doc)
+    shards: list[list[DocumentConfig]] = [[] for _ in range(max(1, min(workers, len(groups))))]
+    for group in sorted(groups.values(), key=len, reverse=True):
+        min(shards, key=len).extend(group)
+    return [s for s in shards if s]
+
+
+def _run_shard(config: Config, docs: list[DocumentConfig], notify: bool, queue: Any) -> None:
+    """Body of one worker process of :meth:`Pipeline.check_sharded`."""
+    try:
+        with Store(config.database_path) as store:
+            pipeline = Pipeline(config, store, notify=notify)
+            asyncio.run(pipeline.check(docs, on_result=lambda r: queue.put(("result", r))))
+            queue.put(("alerts", pipeline.new_alerts))
+    finally:
+        queue.put(("done", None))
+
+
 @dataclass(slots=True)
 class Prepared:
     """What the CPU-bound part of a check found (see :meth:`Pipeline._prepare`)."""
@@ -135,6 +161,8 @@ class Pipeline:
         self.alert_hook: AlertHook = alert_hook or self._record_alerts
         self.notify = notify
         self.clock = clock
+        # Worker processes use their own clock: only the real one can be shared with them.
+        self._default_clock = clock is utcnow and transport is None and alert_hook is None
         self.new_alerts: list[int] = []  # alerts raised since the last publish()
 
     def _record_alerts(
@@ -211,6 +239,68 @@ class Pipeline:
         finally:
             if own:
                 await f.aclose()
+
+    def run_pass(
+        self,
+        docs: Sequence[DocumentConfig],
+        *,
+        on_result: Callable[[CheckResult], None] | None = None,
+    ) -> list[CheckResult]:
+        """One synchronous pass (what ``check`` does): in several processes when there are
+        many documents (``sharding_from``) on several hosts, else in this one."""
+        workers = self.config.workers or os.cpu_count() or 1
+        if workers > 1 and len(docs) >= self.config.sharding_from and self._default_clock:
+            return self.check_sharded(docs, workers=workers, on_result=on_result)
+        return asyncio.run(self.check(docs, on_result=on_result))
+
+    def check_sharded(
+        self,
+        docs: Sequence[DocumentConfig],
+        *,
+        workers: int,
+        on_result: Callable[[CheckResult], None] | None = None,
+    ) -> list[CheckResult]:
+        """Check documents in ``workers`` processes, each owning whole hosts.
+
+        One Python process spends most of a pass over unchanged pages in the HTTP client and
+        SQLite, on one core. Documents are grouped by host and each group goes to exactly one
+        process, so per-host concurrency and delay hold as in a single process; SQLite in WAL
+        mode with a busy timeout takes the short write transactions of both. Falls back to
+        :meth:`check` when there is nothing to split.
+        """
+        shards = shard_by_host(docs, workers)
+        if len(shards) < 2:
+            return asyncio.run(self.check(docs, on_result=on_result))
+        ctx = multiprocessing.get_context("fork")
+        queue: Any = ctx.SimpleQueue()
+        procs = [
+            ctx.Process(
+                target=_run_shard, args=(self.config, shard, self.notify, queue), daemon=True
+            )
+            for shard in shards
+        ]
+        for proc in procs:
+            proc.start()
+        results: list[CheckResult] = []
+        running = len(procs)
+        while running:
+            kind, payload = queue.get()
+            if kind == "result":
+                results.append(payload)
+                if on_result:
+                    on_result(payload)
+            elif kind == "alerts":
+                self.new_alerts.extend(payload)
+            else:  # "done"
+                running -= 1
+        for proc in procs:
+            proc.join()
+        order = {d.doc_id: i for i, d in enumerate(docs)}
+        results.sort(key=lambda r: order.get(r.doc_id, 0))
+        missing = [d for d in docs if d.doc_id not in {r.doc_id for r in results}]
+        for doc in missing:  # a worker died: say so rather than pretend it was checked
+            results.append(CheckResult(doc.doc_id, Outcome.ERROR, detail="worker process died"))
+        return results
 
     # --- one document -------------------------------------------------------------------
 

@@ -177,3 +177,34 @@ def test_unknown_document_is_an_error_for_people(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(config), "history", "nope/privacy-policy"])
     assert result.exit_code == 2
     assert "no document 'nope/privacy-policy'" in result.output
+
+
+def test_sharded_pass_checks_every_document_once_and_keeps_hosts_together(tmp_path: Path) -> None:
+    from monitor.config import load_config
+    from monitor.pipeline import Pipeline, shard_by_host
+
+    with serve({f"/p{i}": page(extra=f" Document {i}.") for i in range(6)}) as srv:
+        # Two hosts: 127.0.0.1 and localhost resolve to the same server.
+        urls = [srv.url(f"/p{i}") for i in range(3)]
+        urls += [srv.url(f"/p{i}").replace("127.0.0.1", "localhost") for i in range(3, 6)]
+        docs = "\n".join(
+            f"  - {{platform: Site{i}, url: '{u}', select: main}}" for i, u in enumerate(urls)
+        )
+        config_path = tmp_path / "config.yaml"
+        config_path.write_text(
+            f"database: pm.db\nworkers: 2\nsharding_from: 1\nhttp: {{per_host_delay: 0, retries: 0}}\ndocuments:\n{docs}\n"
+        )
+        config = load_config(config_path)
+        shards = shard_by_host(config.documents, 2)
+        assert len(shards) == 2
+        assert {len({d.url.split("/")[2] for d in shard}) for shard in shards} == {1}
+        with Store(config.database_path) as store:
+            seen: list[str] = []
+            results = Pipeline(config, store).run_pass(
+                config.documents, on_result=lambda r: seen.append(r.doc_id)
+            )
+            assert [r.doc_id for r in results] == [d.doc_id for d in config.documents]
+            assert sorted(seen) == sorted(d.doc_id for d in config.documents)
+            assert all(r.outcome.value == "new_version" for r in results)
+            assert store.query("SELECT count(*) AS n FROM versions")[0]["n"] == 6
+        assert srv.hits["/p0"] == 1
