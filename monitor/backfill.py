@@ -137,7 +137,11 @@ def import_tree(
             try:
                 extracted = read(file)
                 reason = _suspect(pipeline, extracted, latest.text if latest else None)
-                if reason and "shrunk" in reason and _shrink_persists(pipeline, files, i, extracted):
+                if (
+                    reason
+                    and "shrunk" in reason
+                    and _shrink_persists(pipeline, files, i, extracted)
+                ):
                     reason = None  # the next capture is as short: a real, shorter policy
             except (OSError, MonitorError) as exc:
                 result.skipped += 1

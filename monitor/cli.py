@@ -6,7 +6,6 @@ Errors for people, not tracebacks: every :class:`~monitor.errors.MonitorError` b
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -85,15 +84,28 @@ def _stdout_console() -> Console:
     type=click.Path(dir_okay=False),
     help="Config file (default: ./config.yaml, or $POLICY_MONITOR_CONFIG).",
 )
-@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="SQLite database file (overrides the config).")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    help="SQLite database file (overrides the config).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, db_path: str | None, verbose: int, quiet: bool) -> None:
+def cli(
+    ctx: click.Context, config_path: str | None, db_path: str | None, verbose: int, quiet: bool
+) -> None:
     """Watch privacy policies, keep every version, diff them, and alert when AI-training
     language appears without an opt-in."""
-    level = logging.WARNING if quiet else (logging.INFO if verbose == 1 else logging.DEBUG if verbose > 1 else logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    level = (
+        logging.WARNING
+        if quiet
+        else (logging.INFO if verbose == 1 else logging.DEBUG if verbose > 1 else logging.WARNING)
+    )
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     ctx.obj = AppContext(config_path, db_path)
 
 
@@ -118,7 +130,13 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
         selected = pipeline.select(docs)
         show_progress = err.is_terminal and not as_json
         if show_progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             with Progress(
                 TextColumn("checking"),
@@ -134,9 +152,9 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
                 def advance(r: CheckResult) -> None:
                     progress.update(task, advance=1, description=r.doc_id)
 
-                results = asyncio.run(pipeline.check(selected, on_result=advance))
+                results = pipeline.run_pass(selected, on_result=advance)
         else:
-            results = asyncio.run(pipeline.check(selected))
+            results = pipeline.run_pass(selected)
         published = pipeline.publish()
     delivery = published.delivery
     if as_json:
@@ -164,7 +182,11 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
     for col in ("document", "outcome", "new version", "version", "AI training", "detail"):
         table.add_column(col)
     for r in results:
-        training = "" if r.ai_training is None else ("yes, " + (r.consent or "") if r.ai_training else "no")
+        training = (
+            ""
+            if r.ai_training is None
+            else ("yes, " + (r.consent or "") if r.ai_training else "no")
+        )
         table.add_row(
             r.doc_id,
             r.outcome.value,
@@ -213,7 +235,11 @@ def history(app: AppContext, doc: str, as_json: bool) -> None:
     for col in ("#", "first seen", "last seen", "effective", "chars", "sha256", "AI training"):
         table.add_column(col)
     for v in versions:
-        training = "" if v.ai_training is None else ("yes, " + (v.consent or "") if v.ai_training else "no")
+        training = (
+            ""
+            if v.ai_training is None
+            else ("yes, " + (v.consent or "") if v.ai_training else "no")
+        )
         table.add_row(
             str(v.number),
             v.first_seen,
@@ -230,13 +256,29 @@ def history(app: AppContext, doc: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("doc")
-@click.option("--from", "from_ref", help="Old version: number, -2, sha256 prefix or date (default: the one before --to).")
+@click.option(
+    "--from",
+    "from_ref",
+    help="Old version: number, -2, sha256 prefix or date (default: the one before --to).",
+)
 @click.option("--to", "to_ref", default="latest", show_default=True, help="New version.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
-@click.option("--color/--no-color", default=None, help="Colour the text diff (default: when stdout is a terminal).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "html"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--color/--no-color",
+    default=None,
+    help="Colour the text diff (default: when stdout is a terminal).",
+)
 @click.pass_obj
 @_handle_errors
-def diff(app: AppContext, doc: str, from_ref: str | None, to_ref: str, fmt: str, color: bool | None) -> None:
+def diff(
+    app: AppContext, doc: str, from_ref: str | None, to_ref: str, fmt: str, color: bool | None
+) -> None:
     """Diff two versions of a document, clause by clause."""
     from monitor.diff import diff_texts, diff_to_json, render_html, render_text
 
@@ -308,22 +350,37 @@ def subscribers() -> None:
 
 @subscribers.command("add")
 @click.argument("email")
-@click.option("--platform", "platforms", multiple=True, help="Only alerts about this platform (repeatable; default all).")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    help="Only alerts about this platform (repeatable; default all).",
+)
 @click.option(
     "--min-severity",
     type=click.Choice(["info", "low", "medium", "high"]),
     default="medium",
     show_default=True,
 )
-@click.option("--digest", type=click.Choice(["none", "daily"]), default="none", show_default=True, help="One e-mail per alert, or one daily digest.")
+@click.option(
+    "--digest",
+    type=click.Choice(["none", "daily"]),
+    default="none",
+    show_default=True,
+    help="One e-mail per alert, or one daily digest.",
+)
 @click.pass_obj
 @_handle_errors
-def subscribers_add(app: AppContext, email: str, platforms: tuple[str, ...], min_severity: str, digest: str) -> None:
+def subscribers_add(
+    app: AppContext, email: str, platforms: tuple[str, ...], min_severity: str, digest: str
+) -> None:
     """Add a subscriber (or update the filters of an existing one)."""
     from monitor.notify import add_subscriber
 
     with app.store() as store:
-        sub = add_subscriber(store, email, platforms=platforms, min_severity=min_severity, digest=digest)
+        sub = add_subscriber(
+            store, email, platforms=platforms, min_severity=min_severity, digest=digest
+        )
     scope = ", ".join(sub.platforms) if sub.platforms else "all platforms"
     click.echo(f"{sub.email}: {scope}, severity >= {sub.min_severity}, digest {sub.digest}")
 
@@ -378,7 +435,11 @@ def subscribers_remove(app: AppContext, email_or_token: str) -> None:
 
 
 @cli.command()
-@click.option("--resend-unknown", is_flag=True, help="Resend e-mails whose delivery is in doubt after a crash.")
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Resend e-mails whose delivery is in doubt after a crash.",
+)
 @click.option("--retry-failed", is_flag=True, help="Put failed e-mails back in the queue.")
 @click.pass_obj
 @_handle_errors
@@ -392,7 +453,9 @@ def notify(app: AppContext, resend_unknown: bool, retry_failed: bool) -> None:
             click.echo(f"{notify_stage.resend_unknown(store)} e-mail(s) in doubt queued again")
         if retry_failed:
             click.echo(f"{notify_stage.retry_failed(store)} failed e-mail(s) queued again")
-        notify_stage.enqueue_digests(store, base_url=config.base_url, reports_dir=config.reports_path)
+        notify_stage.enqueue_digests(
+            store, base_url=config.base_url, reports_dir=config.reports_path
+        )
         if config.smtp is None:
             counts = notify_stage.outbox_counts(store)
             raise MonitorError(f"no 'smtp:' section in the config; outbox: {counts}")
@@ -404,7 +467,12 @@ def notify(app: AppContext, resend_unknown: bool, retry_failed: bool) -> None:
 
 
 @cli.command()
-@click.option("--dir", "folder", type=click.Path(file_okay=False), help="Where to put the demo's database and reports (default: a new temporary folder).")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False),
+    help="Where to put the demo's database and reports (default: a new temporary folder).",
+)
 @_handle_errors
 def demo(folder: str | None) -> None:
     """Offline end-to-end run on a bundled fictional platform."""
@@ -417,7 +485,9 @@ def demo(folder: str | None) -> None:
     t0 = time.monotonic()
     click.echo(f"policy-monitor demo: watching a fictional platform's privacy policy in {target}")
     result = run_demo(target, say=click.echo)
-    click.echo(f"done in {time.monotonic() - t0:.1f} s: {result.alerts} alert(s), {len(result.emails)} e-mail(s)")
+    click.echo(
+        f"done in {time.monotonic() - t0:.1f} s: {result.alerts} alert(s), {len(result.emails)} e-mail(s)"
+    )
     click.echo("")
     click.echo(f"  database      {result.database}")
     for name, path in result.pages.items():
@@ -427,7 +497,9 @@ def demo(folder: str | None) -> None:
         click.echo(f"                {describe_email(path)}")
     click.echo("")
     click.echo(f"Try: policy-monitor --db {result.database} history chirpy/privacy-policy")
-    click.echo(f"     policy-monitor --db {result.database} diff chirpy/privacy-policy --from 1 --to 2")
+    click.echo(
+        f"     policy-monitor --db {result.database} diff chirpy/privacy-policy --from 1 --to 2"
+    )
 
 
 def main() -> None:

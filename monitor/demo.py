@@ -14,7 +14,7 @@ import email
 import email.policy
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -161,6 +161,10 @@ smtp:
     return parse_config(text, str(folder / "config.yaml"))
 
 
+def _fixed(when: dt.datetime) -> Callable[[], dt.datetime]:
+    return lambda: when
+
+
 def run_demo(folder: Path, *, say: Any = print) -> DemoResult:
     """Run the whole demo into ``folder`` (created if needed; must not hold a demo already)."""
     from monitor import notify
@@ -178,7 +182,7 @@ def run_demo(folder: Path, *, say: Any = print) -> DemoResult:
             for step, when in enumerate(DATES):
                 web.current = step
                 # Each version is checked as if on its date, so the history reads like one.
-                pipeline = Pipeline(config, store, clock=lambda when=when: when)
+                pipeline = Pipeline(config, store, clock=_fixed(when))
                 result = asyncio.run(pipeline.check(config.documents))[0]
                 pipeline.publish()
                 checks.append(result)

@@ -54,7 +54,9 @@ class ConfigError(MonitorError):
 class RuleError(MonitorError):
     """A rule pack is invalid: ``FILE: rule ID: problem``."""
 
-    def __init__(self, problem: str, *, path: str | None = None, rule_id: str | None = None) -> None:
+    def __init__(
+        self, problem: str, *, path: str | None = None, rule_id: str | None = None
+    ) -> None:
         self.problem = problem
         self.path = path
         self.rule_id = rule_id

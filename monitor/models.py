@@ -153,8 +153,7 @@ class Finding:
             "consent": self.consent.value,
             "negated": self.negated,
             "spans": [
-                {"start": s.start, "end": s.end, "role": s.role, "text": s.text}
-                for s in self.spans
+                {"start": s.start, "end": s.end, "role": s.role, "text": s.text} for s in self.spans
             ],
             "consent_cues": list(self.consent_cues),
         }

@@ -549,5 +549,7 @@ def test_corpus_html_churn_without_policy_change_gives_identical_text() -> None:
 
 def test_markdown_escaped_brackets_are_not_a_link() -> None:
     # Seen in a real TikTok version: an escaped date in brackets followed by a real link.
-    text = extract_markdown(r"Updated \[19 November 2023\]. Click [here](https://e.org/x) now.").text
+    text = extract_markdown(
+        r"Updated \[19 November 2023\]. Click [here](https://e.org/x) now."
+    ).text
     assert text == "Updated [19 November 2023]. Click here now."
