@@ -13,6 +13,7 @@ import datetime as dt
 import email
 import email.policy
 import socket
+import string
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from monitor import pages
 from monitor.config import Config, parse_config
@@ -31,24 +34,31 @@ from monitor.store import Store
 PLATFORM = "Chirpy"
 DOC_ID = "chirpy/privacy-policy"
 SUBSCRIBER = "reader@example.org"
-# The versions are dated as if fetched months apart, so the feed and report read like history.
-DATES = [
-    dt.datetime(2024, 2, 1, 9, 0, tzinfo=dt.UTC),
-    dt.datetime(2024, 6, 15, 9, 0, tzinfo=dt.UTC),
-    dt.datetime(2024, 9, 2, 9, 0, tzinfo=dt.UTC),
-    dt.datetime(2025, 1, 20, 9, 0, tzinfo=dt.UTC),
-]
-STEPS = [
-    "no AI training",
-    "AI training without opt-in",
-    "an opt-out added",
-    "opt-in only",
-]
 
 
-def demo_pages() -> list[bytes]:
+@dataclass(frozen=True)
+class DemoVersion:
+    step: str  # what this version changes, in a few words
+    seen_at: dt.datetime  # the demo checks it as if on this date
+    html: bytes
+
+
+def demo_versions() -> list[DemoVersion]:
+    """The bundled history: ``versions.yaml`` filling the placeholders of one page template."""
     folder = resources.files("monitor") / "demo_data"
-    return [(folder / f"chirpy-privacy-v{i}.html").read_bytes() for i in range(1, len(STEPS) + 1)]
+    template = string.Template((folder / "chirpy-privacy.html").read_text(encoding="utf-8"))
+    data = yaml.safe_load((folder / "versions.yaml").read_text(encoding="utf-8"))
+    out = []
+    for v in data["versions"]:
+        html = template.substitute(
+            date=v["date"],
+            nonce=v["nonce"],
+            training_item=v["training_item"] and v["training_item"] + "\n",
+            training_section=v["training_section"] and v["training_section"] + "\n",
+        )
+        seen_at = dt.datetime.strptime(v["date"], "%d %B %Y").replace(hour=9, tzinfo=dt.UTC)
+        out.append(DemoVersion(v["step"], seen_at, html.encode("utf-8")))
+    return out
 
 
 class _PolicyServer:
@@ -172,22 +182,27 @@ def run_demo(folder: Path, *, say: Any = print) -> DemoResult:
     folder.mkdir(parents=True, exist_ok=True)
     mail_folder = folder / "mail"
     mail_folder.mkdir(exist_ok=True)
-    with _PolicyServer(demo_pages()) as web, _smtp_server(mail_folder) as (smtp_port, mailbox):
+    versions = demo_versions()
+    with (
+        _PolicyServer([v.html for v in versions]) as web,
+        _smtp_server(mail_folder) as (smtp_port, mailbox),
+    ):
         config = _config(folder, web.url, smtp_port)
         if config.database_path.exists():
             raise MonitorError(f"{folder} already holds a demo database: pick an empty folder")
         with Store(config.database_path) as store:
             notify.add_subscriber(store, SUBSCRIBER, platforms=[PLATFORM], min_severity="low")
             checks = []
-            for step, when in enumerate(DATES):
+            for step, version in enumerate(versions):
                 web.current = step
+                when = version.seen_at
                 # Each version is checked as if on its date, so the history reads like one.
                 pipeline = Pipeline(config, store, clock=_fixed(when))
                 result = asyncio.run(pipeline.check(config.documents))[0]
                 pipeline.publish()
                 checks.append(result)
                 say(
-                    f"  {when:%Y-%m-%d}  {STEPS[step]:<28} -> {result.outcome.value}"
+                    f"  {when:%Y-%m-%d}  {version.step:<28} -> {result.outcome.value}"
                     + (f", version {result.version}" if result.new_version else "")
                     + (f", {len(result.alerts)} alert(s)" if result.alerts else "")
                 )
