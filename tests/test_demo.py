@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,10 +19,10 @@ from monitor.store import Store
 
 def test_bundled_history_differs_in_markup_as_well_as_text() -> None:
     versions = demo_versions()
-    assert [v.step for v in versions][0] == "no AI training"
+    assert versions[0].step == "no AI training"
     assert len(versions) == 4
     assert len({v.html for v in versions}) == 4
-    assert all(a.seen_at < b.seen_at for a, b in zip(versions, versions[1:], strict=False))
+    assert all(a.seen_at < b.seen_at for a, b in itertools.pairwise(versions))
 
 
 def test_demo_raises_one_alert_and_one_email_for_training_without_opt_in(tmp_path: Path) -> None:
