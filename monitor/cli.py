@@ -52,6 +52,10 @@ class AppContext:
     def store(self) -> Store:
         return Store(self.config.database_path)
 
+    def reread_config(self) -> Config:
+        """The config read again from its file, ``--db`` still applied (daemon reloads)."""
+        return AppContext(self._config_path, self._db_path).config
+
 
 def _handle_errors(fn: F) -> F:
     """Turn our errors into one line for people."""
@@ -155,6 +159,9 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
                 results = pipeline.run_pass(selected, on_result=advance)
         else:
             results = pipeline.run_pass(selected)
+        from monitor import health  # operator e-mails, delivered by publish() with the rest
+
+        health.update(store, config, [r.doc_id for r in results])
         published = pipeline.publish()
     delivery = published.delivery
     if as_json:
@@ -461,6 +468,232 @@ def notify(app: AppContext, resend_unknown: bool, retry_failed: bool) -> None:
             raise MonitorError(f"no 'smtp:' section in the config; outbox: {counts}")
         report = notify_stage.deliver_pending(store, config.smtp)
     click.echo(report.summary())
+
+
+# --- run / status (the daemon) ----------------------------------------------------------
+
+
+@cli.command()
+@click.pass_context
+@_handle_errors
+def run(ctx: click.Context) -> None:
+    """The daemon: check every document on its interval until SIGTERM or SIGINT.
+
+    SIGHUP, or saving the config file, reloads the documents without a restart. One log line
+    per check on stderr (INFO by default here; -q for warnings only, -vv for debug)."""
+    from monitor.scheduler import run_daemon
+
+    app: AppContext = ctx.obj
+    root = ctx.find_root().params
+    if not root.get("quiet") and not root.get("verbose"):
+        logging.getLogger().setLevel(logging.INFO)
+    if (root.get("verbose") or 0) < 2:
+        # One line per check is the daemon's log; these would add one per request and job.
+        for noisy in ("httpx", "httpcore", "apscheduler"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = app.config
+    if not config.documents:
+        raise MonitorError("the config lists no documents: add some under 'documents:'")
+    run_daemon(config, reload=app.reread_config)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per document.")
+@click.pass_obj
+@_handle_errors
+def status(app: AppContext, as_json: bool) -> None:
+    """Every configured document: last fetch, outcome, consecutive failures, latest version,
+    next run and open health problems."""
+    from monitor.scheduler import document_status
+
+    with app.store() as store:
+        rows = document_status(store, app.config)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False))
+        return
+    table = Table(show_edge=False)
+    for col in ("document", "last fetch", "outcome", "failures", "version", "next run", "health"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.doc_id,
+            r.last_fetch or "never",
+            r.outcome or "",
+            str(r.consecutive_failures or ""),
+            f"{r.version} ({(r.version_date or '')[:10]})" if r.version else "",
+            "now" if r.next_run is None else r.next_run + (" (overdue)" if r.overdue else ""),
+            ", ".join(p["problem"] for p in r.health) or "ok",
+        )
+    _stdout_console().print(table)
+    if not rows:
+        click.echo("no documents in the config")
+
+
+# --- research: import, report, search ------------------------------------------------------
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Backfill history from an archive."""
+
+
+@import_group.command("dir")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--notify", "notify_", is_flag=True, help="Queue e-mails for the imported alerts.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Processes for extraction, analysis and diffs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+@_handle_errors
+def import_dir(app: AppContext, path: str, notify_: bool, workers: int, as_json: bool) -> None:
+    """Import a tree PLATFORM/DOC-TYPE/<date>.md|html, oldest first, as if fetched then."""
+    from monitor.backfill import HistoryFile, import_tree
+    from monitor.pipeline import Pipeline
+
+    err = Console(stderr=True)
+    with app.store() as store:
+        pipeline = Pipeline(app.config, store, notify=notify_)
+        if err.is_terminal and not as_json:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            with Progress(
+                TextColumn("importing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                console=err,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("", total=None)
+
+                def advance(f: HistoryFile) -> None:
+                    progress.update(task, advance=1, description=f.doc_id)
+
+                result = import_tree(
+                    pipeline,
+                    Path(path),
+                    workers=workers,
+                    on_start=lambda n: progress.update(task, total=n),
+                    on_file=advance,
+                )
+        else:
+            result = import_tree(pipeline, Path(path), workers=workers)
+        if notify_ and result.alert_ids:
+            pipeline.publish()
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    for problem in result.problems:
+        err.print(f"[yellow]skipped[/] {problem}", highlight=False, markup=True, soft_wrap=True)
+    click.echo(
+        f"{result.files} files, {len(result.documents)} documents: "
+        f"{result.new_versions} new versions, {result.unchanged} unchanged, "
+        f"{result.skipped} skipped, {result.suspect} suspect, {result.alerts} alerts "
+        f"in {result.seconds:.1f} s ({result.versions_per_second:.0f} versions/s)"
+    )
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["html", "json", "csv"]),
+    multiple=True,
+    help="Output format (repeatable; default: all three).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Output folder (default: REPORTS_DIR/report).",
+)
+@click.option("--platform", "platforms", multiple=True, help="Only this platform (repeatable).")
+@click.option(
+    "--doc-type", "doc_types", multiple=True, help="Only this document type (repeatable)."
+)
+@click.option("--since", help="Only versions first seen on or after this date (YYYY-MM-DD).")
+@click.option("--until", help="Only versions first seen on or before this date (YYYY-MM-DD).")
+@click.pass_obj
+@_handle_errors
+def report(
+    app: AppContext,
+    formats: tuple[str, ...],
+    out_dir: str | None,
+    platforms: tuple[str, ...],
+    doc_types: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+) -> None:
+    """Researcher report: a matrix, timelines, versions with diffs, alerts (html); one entry
+    per document (json); one row per finding (csv)."""
+    import time
+
+    from monitor.report import FORMATS, write_report
+
+    out = Path(out_dir) if out_dir else app.config.reports_path / "report"
+    t0 = time.monotonic()
+    with app.store() as store:
+        written = write_report(
+            store,
+            out,
+            formats=formats or FORMATS,
+            platforms=platforms,
+            doc_types=doc_types,
+            since=since,
+            until=until,
+        )
+    for fmt, path in written.items():
+        click.echo(f"{fmt:<5} {path}")
+    click.echo(f"written in {time.monotonic() - t0:.1f} s", err=True)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--platform", "platforms", multiple=True, help="Only this platform (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
+@click.pass_obj
+@_handle_errors
+def search(
+    app: AppContext, query: str, platforms: tuple[str, ...], limit: int, as_json: bool
+) -> None:
+    """Full-text search over every version: platform, document, version, date, passage."""
+    from rich.text import Text
+
+    from monitor.search import MARK_END, MARK_START
+    from monitor.search import search as run_search
+
+    with app.store() as store:
+        hits = run_search(store, query, platforms=list(platforms), limit=limit)
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
+        return
+    console = _stdout_console()
+    if not hits:
+        console.print(f"no version matches {query!r}", markup=False)
+        return
+    for h in hits:
+        head = Text(f"{h.document_id}", style="bold")
+        head.append(f"  version {h.version}  {h.first_seen[:10]}", style="dim")
+        console.print(head)
+        passage = Text("  ")
+        for i, piece in enumerate(h.snippet.replace(MARK_END, MARK_START).split(MARK_START)):
+            passage.append(piece, style="bold yellow" if i % 2 else "")
+        console.print(passage)
 
 
 # --- demo ------------------------------------------------------------------------------

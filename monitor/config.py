@@ -164,6 +164,7 @@ class Config(_Strict):
     health: HealthSettings = Field(default_factory=lambda: HealthSettings.model_validate({}))
     jitter: Duration = 60.0
     max_checks: int = Field(4, ge=1)  # documents checked at once by the daemon
+    chromium: str | None = None  # Chromium executable for render: browser (default: on PATH)
     # Processes for one `check` pass over many documents (hosts are never split between
     # them); 0 = one per CPU. Used from `sharding_from` documents on.
     workers: int = Field(0, ge=0)

@@ -29,6 +29,7 @@ from monitor import pages
 from monitor.config import Config, parse_config
 from monitor.errors import MonitorError
 from monitor.pipeline import CheckResult, Pipeline
+from monitor.report import write_report
 from monitor.store import Store
 
 PLATFORM = "Chirpy"
@@ -208,6 +209,7 @@ def run_demo(folder: Path, *, say: Any = print) -> DemoResult:
                 )
             written = pages.write_alert_pages(store, config.reports_path)
             alert_count = int(store.query("SELECT count(*) AS n FROM alerts")[0]["n"])
+            report = write_report(store, config.reports_path / "report", formats=["html"])
     emails = list(mailbox.messages)
     index = config.reports_path / "alerts" / "index.html"
     feed = config.reports_path / "alerts.atom"
@@ -224,6 +226,7 @@ def run_demo(folder: Path, *, say: Any = print) -> DemoResult:
             "index": index,
             "feed": feed,
             **({"alert": first_alert} if first_alert else {}),
+            "report": report["html"],
         },
     )
 

@@ -791,8 +791,11 @@ _LOGIN = _phrases(
 _ERROR = _phrases(
     "access denied",
     "403 forbidden",
-    "404",
+    # A bare "404" is not enough: "Platform 404" or "Section 404" is a real heading.
     "404 not found",
+    "error 404",
+    "404 error",
+    "404 page",
     "page not found",
     "this page isn't available",
     "this page could not be found",

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -156,6 +157,7 @@ class Pipeline:
         self.config = config
         self.store = store
         self._packs = list(packs) if packs is not None else None
+        self._packs_lock = threading.Lock()
         self._known_docs: set[str] = set()
         self.transport = transport
         self.alert_hook: AlertHook = alert_hook or self._record_alerts
@@ -226,10 +228,22 @@ class Pipeline:
         own = fetcher is None
         f = fetcher or Fetcher(self.config.http, transport=self.transport)
         limit = asyncio.Semaphore(self.config.http.max_concurrency)
+        browser: list[Fetcher] = []  # render: browser documents share one, made on demand
+
+        def fetcher_for(doc: DocumentConfig) -> Fetcher:
+            if doc.render != "browser":
+                return f
+            if not browser:
+                from monitor.render import BrowserFetcher
+
+                browser.append(
+                    BrowserFetcher(self.config.http, executable_path=self.config.chromium)
+                )
+            return browser[0]
 
         async def one(doc: DocumentConfig) -> CheckResult:
             async with limit:
-                result = await self.check_one(doc, f)
+                result = await self.check_one(doc, fetcher_for(doc))
             if on_result:
                 on_result(result)
             return result
@@ -237,6 +251,8 @@ class Pipeline:
         try:
             return list(await asyncio.gather(*(one(d) for d in docs)))
         finally:
+            for b in browser:
+                await b.aclose()
             if own:
                 await f.aclose()
 
@@ -554,8 +570,9 @@ class Pipeline:
     @property
     def packs(self) -> list[RulePack]:
         # Compiling the packs costs most of a second: a pass over unchanged pages never needs them.
-        if self._packs is None:
-            from monitor.analyse import load_packs
+        with self._packs_lock:  # first analyses of a pass run in several threads at once
+            if self._packs is None:
+                from monitor.analyse import load_packs
 
-            self._packs = load_packs()
-        return self._packs
+                self._packs = load_packs()
+            return self._packs

@@ -153,6 +153,39 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX deliveries_status ON deliveries(status, next_attempt_at);
     """,
+    # health problems of documents (monitor/health.py): one row per problem episode; the open
+    # ones (resolved_at NULL) are what a restarted daemon must not alert about again.
+    """
+    CREATE TABLE health_problems (
+        id INTEGER PRIMARY KEY,
+        document_id TEXT NOT NULL REFERENCES documents(id),
+        problem TEXT NOT NULL,       -- failing | suspect | selector | robots
+        detail TEXT,
+        started_at TEXT NOT NULL,    -- first bad fetch of the episode
+        alerted_at TEXT NOT NULL,
+        resolved_at TEXT
+    );
+    CREATE UNIQUE INDEX health_problems_open
+        ON health_problems(document_id, problem) WHERE resolved_at IS NULL;
+    """,
+    # full-text search over every version (monitor/search.py): an external-content FTS5 index,
+    # so the text is stored once; triggers keep it in the same transaction as the version.
+    """
+    CREATE VIRTUAL TABLE versions_fts USING fts5(
+        text, content='versions', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER versions_fts_insert AFTER INSERT ON versions BEGIN
+        INSERT INTO versions_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER versions_fts_delete AFTER DELETE ON versions BEGIN
+        INSERT INTO versions_fts (versions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER versions_fts_update AFTER UPDATE OF text ON versions BEGIN
+        INSERT INTO versions_fts (versions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO versions_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    INSERT INTO versions_fts (versions_fts) VALUES ('rebuild');
+    """,
 ]
 
 
@@ -606,6 +639,17 @@ class Store:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (no semicolons inside our literals)."""
+    """Split a migration script into statements (no semicolons inside our literals; a
+    trigger body's inner semicolons are kept: pieces join until SQLite sees a whole one)."""
     without_comments = re.sub(r"--[^\n]*", "", script)
-    return [part.strip() for part in without_comments.split(";") if part.strip()]
+    statements: list[str] = []
+    pending = ""
+    for part in without_comments.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n\t;"):
+                statements.append(pending.strip().rstrip(";").strip())
+            pending = ""
+    if pending.strip(" \n\t;"):
+        statements.append(pending.strip().rstrip(";").strip())
+    return statements

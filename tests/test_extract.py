@@ -553,3 +553,11 @@ def test_markdown_escaped_brackets_are_not_a_link() -> None:
         r"Updated \[19 November 2023\]. Click [here](https://e.org/x) now."
     ).text
     assert text == "Updated [19 November 2023]. Click here now."
+
+
+def test_a_number_404_in_a_heading_is_not_an_error_page() -> None:
+    body = "<main><h1>Platform 404 privacy policy</h1>" + "<p>We collect what you post.</p>" * 30
+    extracted = extract_html(body)
+    assert suspect_reason(extracted, status=200, previous_text=None) is None
+    error = extract_html("<main><h1>Error 404</h1><p>The page you asked for is gone.</p></main>")
+    assert suspect_reason(error, status=200, previous_text=None) is not None

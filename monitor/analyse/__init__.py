@@ -18,9 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import monitor
-from monitor.analyse.engine import UnitVerdict, assess_unit, eval_generic, mentions_training
+from monitor.analyse.engine import (
+    ALL_BITS,
+    Assessment,
+    UnitVerdict,
+    assess,
+    assess_unit,
+    eval_generic,
+    may_hold,
+    mentions_training,
+)
 from monitor.analyse.lang import detect_language
-from monitor.analyse.rules import Rule, RulePack, fold, load_pack_file
+from monitor.analyse.rules import Rule, RulePack, TokenGate, fold, load_pack_file, text_tokens
 from monitor.analyse.segment import segment, segment_with_blocks
 from monitor.errors import RuleError
 from monitor.models import Analysis, Consent, Finding, Span, Unit
@@ -186,29 +195,137 @@ def _summarise(lang: str, findings: list[Finding], unit_count: int) -> Analysis:
     )
 
 
-def _candidates(
-    pack: RulePack, lowered: str | None, units: list[Unit], starts: list[int], lead_ins: list[int]
-) -> list[int]:
-    """Indices of units the pack's prefilter hits (one regex pass over the whole text)."""
-    if pack.prefilter is None:
-        return list(range(len(units)))
-    if lowered is None:  # a few characters change length when lower-cased: go unit by unit
-        return [i for i, u in enumerate(units) if pack.prefilter.search(fold(u.text).lower())]
+class _Doc:
+    """One document's units and, computed once on first use, what the prefilters need."""
+
+    def __init__(self, text: str, units: list[Unit]) -> None:
+        self.text = text
+        self.units = units
+        self._relevant: dict[int, dict[str, int]] = {}
+
+    @functools.cached_property
+    def lowered(self) -> str | None:
+        """Folded, lower-cased text with the offsets of ``text``; None if lowering moved
+        them (a few characters change length when lower-cased)."""
+        folded = fold(self.text)
+        low = folded.lower()
+        return low if len(low) == len(folded) else None
+
+    @functools.cached_property
+    def starts(self) -> list[int]:
+        return [u.start for u in self.units]
+
+    @functools.cached_property
+    def lead_ins(self) -> list[int]:
+        """List items whose text carries a lead-in that is not inside their offsets."""
+        return [i for i, u in enumerate(self.units) if len(u.text) != u.end - u.start]
+
+    @functools.cached_property
+    def unit_tokens(self) -> list[list[str]]:
+        """Each unit's tokens (see :func:`text_tokens`), lead-ins included."""
+        low = self.lowered
+        if low is None:
+            return [text_tokens(u.text) for u in self.units]
+        out = [low[u.start : u.end].split() for u in self.units]
+        # A lead-in is repeated in front of every item of its list: tokenise it once.
+        leads: dict[str, list[str]] = {}
+        for i in self.lead_ins:
+            u = self.units[i]
+            lead = u.text[: len(u.text) - (u.end - u.start) - 3]
+            if u.text[len(lead) : len(lead) + 3] != " — ":  # not the segmenter's shape
+                out[i] = text_tokens(u.text)
+                continue
+            head = leads.get(lead)
+            if head is None:
+                head = leads[lead] = [*text_tokens(lead), "—"]
+            out[i] = head + out[i]
+        return out
+
+    def tokens(self, i: int) -> list[str]:
+        return self.unit_tokens[i]
+
+    @functools.cached_property
+    def vocab(self) -> set[str]:
+        return set().union(*self.unit_tokens)
+
+    def relevant(self, gate: TokenGate) -> dict[str, int]:
+        """This document's tokens that contain a stem of ``gate``, with their bits."""
+        got = self._relevant.get(id(gate))
+        if got is None:
+            got = self._relevant[id(gate)] = gate.classify(self.vocab)
+        return got
+
+    def units_with(self, triggers: set[str]) -> list[int]:
+        """Indices of the units that contain one of the tokens ``triggers``."""
+        return [i for i, toks in enumerate(self.unit_tokens) if not triggers.isdisjoint(toks)]
+
+    def unit_bits(self, gate: TokenGate | None, i: int) -> int:
+        """Token bits of unit ``i`` for ``gate`` (classifying that unit's tokens only)."""
+        if gate is None:
+            return ALL_BITS
+        bits = 0
+        for b in gate.classify(set(self.tokens(i))).values():
+            bits |= b
+        return bits
+
+
+def _candidates(packs: Sequence[RulePack], doc: _Doc) -> list[list[tuple[int, int]]]:
+    """For each pack, ``(unit index, gate bits)`` of the units its prefilter hits.
+
+    With a sound token gate: the document's distinct tokens are classified (cached across
+    documents), then set operations find the units holding a trigger token - no regex over
+    the text, one pass over the units for all packs. Otherwise one prefilter regex pass over
+    the whole text.
+    """
+    units = doc.units
+    out: list[list[tuple[int, int]]] = [[] for _ in packs]
+    gated: list[tuple[int, set[str], dict[str, int]]] = []
+    for k, pack in enumerate(packs):
+        gate = pack.gate
+        if pack.prefilter is None:
+            out[k] = [(i, ALL_BITS) for i in range(len(units))]
+        elif gate is None or not gate.sound("pre"):
+            out[k] = [(i, ALL_BITS) for i in _scan_candidates(pack.prefilter, doc)]
+        else:
+            relevant = doc.relevant(gate)
+            pre = gate.masks["pre"]
+            triggers = {t for t, b in relevant.items() if b & pre}
+            if triggers:
+                gated.append((k, triggers, relevant))
+    if not gated:
+        return out
+    every = set().union(*(t for _, t, _ in gated))
+    for i in doc.units_with(every):
+        toks = doc.tokens(i)
+        for k, triggers, relevant in gated:
+            if not triggers.isdisjoint(toks):
+                bits = 0
+                for t in relevant.keys() & toks:
+                    bits |= relevant[t]
+                out[k].append((i, bits))
+    return out
+
+
+def _scan_candidates(prefilter: re.Pattern[str], doc: _Doc) -> list[int]:
+    units = doc.units
+    lowered = doc.lowered
+    if lowered is None:
+        return [i for i, u in enumerate(units) if prefilter.search(fold(u.text).lower())]
+    starts = doc.starts
     hit: set[int] = set()
-    for m in pack.prefilter.finditer(lowered):
+    for m in prefilter.finditer(lowered):
         i = bisect_right(starts, m.start()) - 1
         if i >= 0 and m.start() < units[i].end:
             hit.add(i)
-    # List items carry a lead-in that is not inside their offsets.
-    for i in lead_ins:
-        if i not in hit and pack.prefilter.search(fold(units[i].text).lower()):
+    for i in doc.lead_ins:
+        if i not in hit and prefilter.search(fold(units[i].text).lower()):
             hit.add(i)
     return sorted(hit)
 
 
 def _context(
     i: int,
-    units: list[Unit],
+    doc: _Doc,
     blocks: list[int],
     lang: str,
     pack: RulePack,
@@ -220,6 +337,7 @@ def _context(
     processing."), and units of the same section that themselves refer to training. Units
     that are training statements of their own never lend their regime to another.
     """
+    units = doc.units
     out: list[str] = []
     for j in (i + 1, i + 2):
         if j < len(units) and blocks[j] == blocks[i] and j not in positive_units:
@@ -230,7 +348,9 @@ def _context(
         for j in range(lo, hi):
             if j == i or j in positive_units or blocks[j] == blocks[i]:
                 continue
-            if units[j].heading_path == path and mentions_training(units[j].text, lang, pack):
+            if units[j].heading_path == path and mentions_training(
+                units[j].text, lang, pack, doc.unit_bits(pack.role_gate, j)
+            ):
                 out.append(units[j].text)
     return out
 
@@ -255,26 +375,26 @@ def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis
         return lg
 
     findings: list[Finding] = []
-    folded = fold(text)
-    lowered: str | None = folded.lower()
-    if lowered is not None and len(lowered) != len(folded):
-        lowered = None
-    starts = [u.start for u in units]
-    lead_ins = [i for i, u in enumerate(units) if len(u.text) != u.end - u.start]
-    for pack in packs:
-        cands = _candidates(pack, lowered, units, starts, lead_ins)
+    doc = _Doc(text, units)
+    for pack, cands in zip(packs, _candidates(packs, doc), strict=True):
         if pack.engine == "ai_training":
-            verdicts: dict[int, UnitVerdict] = {}
-            for i in cands:
-                v = assess_unit(units[i].text, lang_of(i), pack)
-                if v is not None:
-                    verdicts[i] = v
-            positive = {i for i, v in verdicts.items() if v.ai_training}
-            for i, v in sorted(verdicts.items()):
+            gate = pack.gate
+            assessed: dict[int, Assessment] = {}
+            for i, bits in cands:
+                # No purpose term at all: assess_unit would say nothing (and the unit's
+                # language need not be detected).
+                if gate is not None and not gate.hit("purpose", bits):
+                    continue
+                a = assess(units[i].text, lang_of(i), pack, doc.unit_bits(pack.role_gate, i))
+                if a is not None:
+                    assessed[i] = a
+            positive = {i for i, a in assessed.items() if a.verdict.ai_training}
+            for i, a in sorted(assessed.items()):
+                v = a.verdict
                 if v.ai_training:
-                    ctx = _context(i, units, blocks, lang_of(i), pack, positive)
+                    ctx = _context(i, doc, blocks, lang_of(i), pack, positive)
                     if ctx:
-                        v = assess_unit(units[i].text, lang_of(i), pack, ctx) or v
+                        v = a.with_context(ctx)
                 findings.append(_ai_finding(pack, units[i], lang_of(i), v))
         else:
             findings.extend(_generic_findings(pack, cands, units, lang_of))
@@ -283,11 +403,12 @@ def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis
 
 
 def _generic_findings(
-    pack: RulePack, cands: list[int], units: list[Unit], lang_of: Any
+    pack: RulePack, cands: list[tuple[int, int]], units: list[Unit], lang_of: Any
 ) -> list[Finding]:
     out: list[Finding] = []
     sections: dict[tuple[str, ...], str] = {}
-    for i in cands:
+    gate = pack.gate
+    for i, bits in cands:
         u = units[i]
         for rule in pack.rules:
             if rule.scope == "section":
@@ -298,6 +419,10 @@ def _generic_findings(
                     continue
                 spans = eval_generic(rule, u.text) or []
             else:
+                assert rule.condition is not None
+                # The unit's tokens rule out the condition: skip the regexes.
+                if gate is not None and not may_hold(rule.condition, gate, bits):
+                    continue
                 got = eval_generic(rule, u.text)
                 if got is None:
                     continue
@@ -335,7 +460,7 @@ def analyse_unit(
             if v is not None:
                 findings.append(_ai_finding(pack, unit, lg, v))
         else:
-            findings.extend(_generic_findings(pack, [0], [unit], lambda _i: lg))
+            findings.extend(_generic_findings(pack, [(0, ALL_BITS)], [unit], lambda _i: lg))
     return _summarise(lg, findings, 1)
 
 

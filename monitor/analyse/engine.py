@@ -21,11 +21,19 @@ The AI-training decision for one unit follows LABELLING.md:
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from monitor.analyse.rules import CompiledCondition, RoleMatcher, Rule, RulePack, fold
+from monitor.analyse.rules import (
+    CompiledCondition,
+    GatedMatcher,
+    RoleMatcher,
+    Rule,
+    RulePack,
+    TokenGate,
+    fold,
+)
 from monitor.analyse.segment import split_sentences
 from monitor.models import Consent, Span
 
@@ -34,16 +42,41 @@ _CLAUSE_PUNCT = re.compile(r"[;·\u0387]|\s[–—]\s|:(?=\s)")
 _SEMI = re.compile(r"[;·\u0387]")
 
 Spans = list[tuple[int, int]]
+Roles = RoleMatcher | GatedMatcher
+
+# Token bits of a text no gate examined: every role may match.
+ALL_BITS = -1
+
+
+def _starts_in(span: tuple[int, int], masks: Spans) -> bool:
+    # A negation is neutralised by a phrase it starts in ("not limited to", a relative
+    # clause), not by one it merely spans ("providers, who act for us, are prohibited").
+    return any(a <= span[0] < b for a, b in masks)
 
 
 def _overlaps(span: tuple[int, int], masks: Spans) -> bool:
     return any(a < span[1] and span[0] < b for a, b in masks)
 
 
-def _words_between(text: str, a: int, b: int) -> int:
-    if b <= a:
-        return 0
-    return len(_WORD.findall(text, a, b))
+class _WordRuns:
+    """Word runs of a text, to count words between offsets by bisection.
+
+    ``between(a, b) == len(_WORD.findall(text, a, b))`` (words between two offsets, a word
+    cut by either offset counting once): the runs that start before ``b`` minus those that
+    end by ``a``.
+    """
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, text: str) -> None:
+        spans = [m.span() for m in _WORD.finditer(text)]
+        self.starts = [a for a, _ in spans]
+        self.ends = [b for _, b in spans]
+
+    def between(self, a: int, b: int) -> int:
+        if b <= a:
+            return 0
+        return bisect_left(self.starts, b) - bisect_right(self.ends, a)
 
 
 @dataclass(slots=True)
@@ -71,7 +104,7 @@ class _Statement:
 class _UnitView:
     """One unit's text with its sentence and clause boundaries and lazily found roles."""
 
-    def __init__(self, text: str, m: RoleMatcher) -> None:
+    def __init__(self, text: str, m: Roles) -> None:
         self.raw = text
         self.text = fold(text)
         self.m = m
@@ -82,6 +115,14 @@ class _UnitView:
         cuts += [a for a, _ in self.find("clause_break")]
         cuts += [a for a, _ in self.find("contrast")]
         self.clause_starts = sorted({0, *self.sent_starts, *cuts})
+        self._runs: _WordRuns | None = None
+
+    def words_between(self, a: int, b: int) -> int:
+        if b <= a:
+            return 0
+        if self._runs is None:
+            self._runs = _WordRuns(self.text)
+        return self._runs.between(a, b)
 
     def find(self, role: str) -> Spans:
         got = self._cache.get(role)
@@ -127,12 +168,12 @@ def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
         for o in objects:
             if v.clause_of(o[0]) != clause:
                 continue
-            after = o[0] >= p[1] and _words_between(v.text, p[1], o[0]) <= window
+            after = o[0] >= p[1] and v.words_between(p[1], o[0]) <= window
             # "our models are improved using ...", "um Modelle zu verbessern": the object
             # before the verb, tied by a passive auxiliary or an infinitive particle.
             before = (
                 o[1] <= p[0]
-                and _words_between(v.text, o[1], p[0]) <= 3
+                and v.words_between(o[1], p[0]) <= 3
                 and any(o[1] <= a and b <= p[0] for a, b in passive)
             )
             if after or before:
@@ -153,18 +194,18 @@ def _negate(v: _UnitView, st: _Statement, pack: RulePack) -> None:
         st.conditional = True
         return
     for n in v.find("negation"):
-        if not (lo <= n[0] < hi) or _overlaps(n, blockers):
+        if not (lo <= n[0] < hi) or _starts_in(n, blockers):
             continue
-        if n[1] <= st.purpose[0] and _words_between(v.text, n[1], st.purpose[0]) <= window:
+        if n[1] <= st.purpose[0] and v.words_between(n[1], st.purpose[0]) <= window:
             st.negation = n
             return
     for n in v.find("negation_after"):
-        if not (lo <= n[0] < hi) or _overlaps(n, blockers):
+        if not (lo <= n[0] < hi) or _starts_in(n, blockers):
             continue
-        if n[0] >= st.purpose[1] and _words_between(v.text, st.purpose[1], n[0]) <= window:
+        if n[0] >= st.purpose[1] and v.words_between(st.purpose[1], n[0]) <= window:
             st.negation = n
             return
-        if n[1] <= st.purpose[0] and _words_between(v.text, n[1], st.purpose[0]) <= window:
+        if n[1] <= st.purpose[0] and v.words_between(n[1], st.purpose[0]) <= window:
             st.negation = n
             return
 
@@ -177,7 +218,7 @@ def _piece_positive(v: _UnitView, lo: int, hi: int, pack: RulePack) -> bool:
     # "..., but we use it to improve our services" is a different purpose, not a contrast.
     if any(lo <= w[0] < hi for w in v.find("purpose_weak")):
         return False
-    return _words_between(v.text, lo, hi) <= pack.settings.contrast_max_words
+    return v.words_between(lo, hi) <= pack.settings.contrast_max_words
 
 
 def _contrast_positive(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
@@ -220,7 +261,7 @@ _CUE_CONSENT = {
 }
 
 
-def consent_cues(text: str, m: RoleMatcher) -> dict[str, Spans]:
+def consent_cues(text: str, m: Roles) -> dict[str, Spans]:
     """Consent wording in ``text`` by kind (offsets relative to ``text``)."""
     folded = fold(text)
     out: dict[str, Spans] = {}
@@ -246,18 +287,80 @@ def decide_consent(cues: dict[str, Spans], conditional: bool) -> Consent:
     return Consent.NONE
 
 
+@dataclass(slots=True)
+class Assessment:
+    """A unit's analysis, kept so that neighbouring units' consent wording can be added
+    later without matching the unit again."""
+
+    verdict: UnitVerdict
+    _finish: _Positive | None = None
+
+    def with_context(self, context: Sequence[str]) -> UnitVerdict:
+        """The verdict when ``context`` texts are tied to the unit's training statement."""
+        if self._finish is None or not context:
+            return self.verdict
+        return self._finish.verdict(context)
+
+
+@dataclass(slots=True)
+class _Positive:
+    text: str
+    view: _UnitView
+    pack: RulePack
+    base: RoleMatcher
+    positives: list[_Statement]
+    negated: bool
+    spans: list[Span]
+    cues: dict[str, Spans]
+
+    def verdict(self, context: Sequence[str]) -> UnitVerdict:
+        cues = dict(self.cues)
+        for ctx in context:
+            for kind, found in consent_cues(ctx, self.base).items():
+                cues.setdefault(kind, [])
+                # Context offsets do not point into this unit; keep them for the cue text only.
+                cues[kind] = cues[kind] + [(-1 - i, -1) for i, _ in enumerate(found)]
+        conditional = any(s.conditional for s in self.positives)
+        consent = decide_consent(cues, conditional)
+        text = self.text
+        spans = list(self.spans)
+        cue_texts: list[str] = []
+        for kind in _CUE_ORDER:
+            for a, b in cues.get(kind, []):
+                if a >= 0:
+                    cue_texts.append(text[a:b])
+                    role = "opt_in" if kind == "opt_in" else _role(kind)
+                    spans.append(Span(a, b, role, text[a:b]))
+        when = _kind(self.view, self.positives, self.pack)
+        return UnitVerdict(True, self.negated, consent, when, _dedup(spans), cue_texts)
+
+
 def assess_unit(
     text: str,
     lang: str,
     pack: RulePack,
     context: Sequence[str] = (),
+    bits: int = ALL_BITS,
 ) -> UnitVerdict | None:
     """Run the AI-training pack over one unit; ``None`` when it says nothing about training.
 
     ``context`` holds texts of neighbouring units already judged to be tied to this unit's
-    training statement; their consent cues count as if they were in the unit.
+    training statement; their consent cues count as if they were in the unit. ``bits``: the
+    unit's token bits from the pack's ``role_gate``, to skip roles it cannot contain.
     """
-    m = pack.matcher(lang)
+    a = assess(text, lang, pack, bits)
+    if a is None:
+        return None
+    return a.with_context(context)
+
+
+def assess(text: str, lang: str, pack: RulePack, bits: int = ALL_BITS) -> Assessment | None:
+    """:func:`assess_unit` without context, keeping what :meth:`Assessment.with_context`
+    needs."""
+    base = pack.matcher(lang)
+    m: Roles = base
+    if bits != ALL_BITS and pack.role_gate is not None:
+        m = GatedMatcher(base, pack.role_gate, bits)
     folded = fold(text)
     # Cheap exits first: most prefilter hits name an AI object without any training purpose.
     if not (m.search("purpose", folded) or m.search("purpose_weak", folded)):
@@ -290,27 +393,14 @@ def assess_unit(
     if not positives:
         if not negated:
             return None
-        return UnitVerdict(False, True, Consent.NA, "denial", spans)
+        return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
     if not has_data:
         # Exclusion-only or feature descriptions: nothing about people's data.
-        return UnitVerdict(False, True, Consent.NA, "denial", spans) if negated else None
-
-    cues = consent_cues(text, m)
-    for ctx in context:
-        for kind, found in consent_cues(ctx, m).items():
-            cues.setdefault(kind, [])
-            # Context offsets do not point into this unit; keep them for the cue text only.
-            cues[kind] = cues[kind] + [(-1 - i, -1) for i, _ in enumerate(found)]
-    conditional = any(s.conditional for s in positives)
-    consent = decide_consent(cues, conditional)
-    cue_texts: list[str] = []
-    for kind in _CUE_ORDER:
-        for a, b in cues.get(kind, []):
-            if a >= 0:
-                cue_texts.append(text[a:b])
-                spans.append(Span(a, b, "opt_in" if kind == "opt_in" else _role(kind), text[a:b]))
-    when = _kind(v, positives, pack)
-    return UnitVerdict(True, negated, consent, when, _dedup(spans), cue_texts)
+        if negated:
+            return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
+        return None
+    pos = _Positive(text, v, pack, base, positives, negated, spans, consent_cues(text, m))
+    return Assessment(pos.verdict(()), pos)
 
 
 def _role(kind: str) -> str:
@@ -356,9 +446,12 @@ def _dedup(spans: list[Span]) -> list[Span]:
     return out
 
 
-def mentions_training(text: str, lang: str, pack: RulePack) -> bool:
+def mentions_training(text: str, lang: str, pack: RulePack, bits: int = ALL_BITS) -> bool:
     """Does ``text`` refer to training or to an AI object (used to tie context units)?"""
-    m = pack.matcher(lang)
+    base = pack.matcher(lang)
+    m: Roles = base
+    if bits != ALL_BITS and pack.role_gate is not None:
+        m = GatedMatcher(base, pack.role_gate, bits)
     folded = fold(text)
     return bool(m.find("object", folded) or m.find("purpose", folded) or m.find("anaphora", folded))
 
@@ -387,10 +480,12 @@ def _eval(c: CompiledCondition, text: str, hits: list[Span]) -> bool:
         assert c.near is not None
         a_hits = [mm.span() for mm in c.near[0].finditer(text) if mm.end() > mm.start()]
         b_hits = [mm.span() for mm in c.near[1].finditer(text) if mm.end() > mm.start()]
+        runs = _WordRuns(text) if a_hits and b_hits else None
         for a in a_hits:
             for b in b_hits:
                 lo, hi = (a[1], b[0]) if a[0] <= b[0] else (b[1], a[0])
-                if _words_between(text, lo, hi) <= c.within:
+                assert runs is not None
+                if runs.between(lo, hi) <= c.within:
                     hits.append(Span(a[0], a[1], "term", text[a[0] : a[1]]))
                     hits.append(Span(b[0], b[1], "term", text[b[0] : b[1]]))
                     return True
@@ -400,6 +495,18 @@ def _eval(c: CompiledCondition, text: str, hits: list[Span]) -> bool:
     if c.op == "any":
         return any([_eval(k, text, hits) for k in c.children])  # collect every hit
     return not _eval(c.children[0], text, [])
+
+
+def may_hold(c: CompiledCondition, gate: TokenGate, bits: int) -> bool:
+    """False only when ``c`` cannot hold on a text whose tokens carry ``bits`` (see
+    :class:`TokenGate`): a cheap test before :func:`eval_generic`."""
+    if c.op in ("terms", "near"):
+        return all(gate.hit(k, bits) for k in c.gate_keys)
+    if c.op == "all":
+        return all(may_hold(k, gate, bits) for k in c.children)
+    if c.op == "any":
+        return any(may_hold(k, gate, bits) for k in c.children)
+    return True
 
 
 def eval_generic(rule: Rule, text: str) -> list[Span] | None:

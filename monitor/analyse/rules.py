@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from re._casefix import _EXTRA_CASES  # the engine's own case equivalences
 from typing import Any, Literal
 
 import yaml
@@ -239,6 +240,27 @@ class RoleMatcher:
 
 
 @dataclass(slots=True)
+class GatedMatcher:
+    """A :class:`RoleMatcher` that skips the roles a text's token bits rule out."""
+
+    m: RoleMatcher
+    gate: TokenGate
+    bits: int
+
+    def find(self, role: str, text: str) -> list[tuple[int, int]]:
+        if not self.gate.hit(ROLE_KEY[role], self.bits):
+            return []
+        return self.m.find(role, text)
+
+    def search(self, role: str, text: str) -> bool:
+        return self.gate.hit(ROLE_KEY[role], self.bits) and self.m.search(role, text)
+
+
+# TokenGate key of each role of an ai_training pack.
+ROLE_KEY: dict[str, str] = {role: f"role:{role}" for role in AI_ROLES}
+
+
+@dataclass(slots=True)
 class Rule:
     id: str
     severity: str
@@ -257,6 +279,8 @@ class CompiledCondition:
     near: tuple[re.Pattern[str], re.Pattern[str]] | None = None
     within: int = 0
     children: list[CompiledCondition] = field(default_factory=list)
+    # TokenGate keys: the terms (or each side of "near") a text needs for this node to hold
+    gate_keys: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -278,6 +302,9 @@ class RulePack:
     # ai_training engine: matcher per language ("und" = every language merged)
     matchers: dict[str, RoleMatcher] = field(default_factory=dict)
     scope: str = "sentence"
+    # Set-based prefilters of whole documents (key "pre" = what ``prefilter`` tests).
+    gate: TokenGate | None = None
+    role_gate: TokenGate | None = None  # ai_training: one key per role (ROLE_KEY)
 
     def matcher(self, lang: str) -> RoleMatcher:
         return self.matchers.get(lang) or self.matchers["und"]
@@ -354,8 +381,71 @@ def _compile_terms(terms: Iterable[str], where: _Where) -> re.Pattern[str] | Non
     # one per alternative.
     at_word = [p[5:-1] for p in parts if p.startswith("(?:\\b")]
     rest = [p for p in parts if not p.startswith("(?:\\b")]
-    pieces = ([r"\b(?:" + "|".join(f"(?:{a})" for a in at_word) + ")"] if at_word else []) + rest
+    # Case-sensitive word-start terms ("AI", "LLM*") join the shared word-boundary group at
+    # its end: the same order of alternatives, as long as no other term came before them.
+    while (
+        rest and (m := _UPPER_AT_WORD.fullmatch(rest[0])) and not _top_level_alternation(m.group(1))
+    ):
+        at_word.append(f"(?-i:{m.group(1)})")
+        rest.pop(0)
+    pieces = ([r"\b(?:" + "|".join(_by_first_char(at_word)) + ")"] if at_word else []) + rest
     return re.compile("|".join(pieces), re.IGNORECASE)
+
+
+_UPPER_AT_WORD = re.compile(r"\(\?:\(\?-i:\\b(.*)\)\)", re.DOTALL)
+
+
+def _first_char(rx: str) -> str | None:
+    """The letter or digit every match of ``rx`` starts with, if it is a plain literal."""
+    if len(rx) < 2 or not (rx[0].isalnum() or rx[0] == "_") or rx[1] in "?*+{":
+        return None
+    if _top_level_alternation(rx):
+        return None
+    return rx[0]
+
+
+def _case_chars(ch: str) -> frozenset[str]:
+    """Every character that ``ch`` matches case-insensitively (the engine's own rules)."""
+    chars = {ch, ch.lower(), ch.upper()}
+    for c in list(chars):
+        for extra in _EXTRA_CASES.get(ord(c.lower()), ()):
+            chars.add(chr(extra))
+    return frozenset(c for c in chars if len(c) == 1)
+
+
+def _by_first_char(alts: list[str]) -> list[str]:
+    """Alternatives grouped under their first character: ``[mM](?:odel\\w*|achine...)``.
+
+    Python's regex engine tries every alternative at every word start, and under IGNORECASE
+    it cannot reject one on its first character cheaply; a case-sensitive class in front of
+    each group can be. Matches are unchanged: inside a group the order is kept, alternatives
+    whose first characters cannot match the same text never compete, and an alternative
+    without a known first character closes the run (keeping its place).
+    """
+    out: list[str] = []
+    run: dict[frozenset[str], list[str]] = {}
+
+    def flush() -> None:
+        for chars, items in run.items():
+            if len(items) == 1:
+                out.append(f"(?:{items[0]})")
+            else:
+                members = "".join(re.escape(c) for c in sorted(chars))
+                rests = "|".join(f"(?:{it[1:]})" for it in items)
+                out.append(f"(?-i:[{members}])(?:{rests})")
+        run.clear()
+
+    for a in alts:
+        ch = _first_char(a)
+        chars = _case_chars(ch) if ch is not None else None
+        if chars is None or any(k != chars and k & chars for k in run):
+            flush()
+        if chars is None:
+            out.append(f"(?:{a})")
+        else:
+            run.setdefault(chars, []).append(a)
+    flush()
+    return out
 
 
 @dataclass(slots=True)
@@ -384,16 +474,29 @@ def _line_of(text: str, needle: str) -> int | None:
 # --------------------------------------------------------------------------- prefilters
 
 _RE_LITERAL = re.compile(r"(?:\\b|\^|\\W\*|\\s\*)*([^\W\d_]{2,})([?*{]?)")
+# Escapes whose following characters are not literal letters (\x41, \u00e9, \N{...}, \1).
+_OPAQUE_ESCAPE = re.compile(r"\\[xuUN0-9]")
+_VERBOSE_FLAG = re.compile(r"\(\?[a-zA-Z]*x")
 
 
 def _stem(term: str) -> tuple[str | None, str]:
     """A literal every match of ``term`` contains (lower-cased) and where it sits: a whole
     ``word``, at a word ``start``, or ``anywhere``. ``None`` when no literal of 2+ letters
-    is guaranteed."""
+    is guaranteed.
+
+    A literal never contains whitespace, so it always lies inside one whitespace-delimited
+    token of the matched text (:class:`TokenGate` relies on that).
+    """
     if term.startswith("re:"):
         body = fold(term[3:].strip())
         if body.startswith("(?-i:"):
             body = body[5:]
+        if (
+            _top_level_alternation(body)
+            or _OPAQUE_ESCAPE.search(body)
+            or _VERBOSE_FLAG.search(body)
+        ):
+            return None, ""
         m = _RE_LITERAL.match(body)
         if m is not None:
             lit = m.group(1)[:-1] if m.group(2) else m.group(1)
@@ -401,22 +504,66 @@ def _stem(term: str) -> tuple[str | None, str]:
                 return lit.lower(), "start" if body.startswith("\\b") else "anywhere"
         return _inner_literal(body), "anywhere"
     raw = fold(term.strip()).lower()
-    # Every word of a plain term must occur: take the longest (the rarest, as a rule).
-    words = [w for w in re.split(r"[\s\-'’.]+", raw) if w]
+    # Every word of a plain term must occur: take the longest (the rarest, as a rule). A
+    # hyphen in a term is optional in the text ("AI-powered" matches "aipowered"), so a word
+    # next to one is not sure to start or end a word of the text.
     best: tuple[str, str] | None = None
-    for w in words:
+    for wm in re.finditer(r"[^\s\-'’.]+", raw):
+        w = wm.group()
+        glued_before = wm.start() > 0 and raw[wm.start() - 1] == "-"
+        glued_after = wm.end() < len(raw) and raw[wm.end()] == "-"
         lit = w.strip("*").split("*")[0]
-        if w.startswith("*"):
+        if w.startswith("*") or glued_before:
             kind = "anywhere"
-        elif "*" in w or lit != w:
+        elif "*" in w or lit != w or glued_after:
             kind = "start"
         else:
             kind = "word"
         if len(lit) >= 2 and lit.isalpha() and (best is None or len(lit) > len(best[0])):
             best = (lit, kind)
-    if best is None and len(raw.strip("*")) >= 3 and "*" not in raw.strip("*"):
-        return raw.strip("*"), "start"  # "a.i.", "k.i.": dotted acronyms
+    core = raw.strip("*")
+    if best is None and len(core) >= 3 and not re.search(r"[\s\-'’*]", core):
+        # "a.i.", "k.i.": dotted acronyms
+        return core, "start" if core[0].isalnum() and not raw.startswith("*") else "anywhere"
     return best if best is not None else (None, "")
+
+
+def _top_level_alternation(body: str) -> bool:
+    depth = 0
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":
+            i = _class_end(body, i)
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth <= 0:
+            return True
+        i += 1
+    return False
+
+
+def _class_end(body: str, i: int) -> int:
+    """Index just past the character class opening at ``body[i] == "["``."""
+    j = i + 1
+    if j < len(body) and body[j] == "^":
+        j += 1
+    if j < len(body) and body[j] == "]":  # a leading "]" is a member, not the end
+        j += 1
+    while j < len(body):
+        if body[j] == "\\":
+            j += 2
+            continue
+        if body[j] == "]":
+            return j + 1
+        j += 1
+    return len(body)
 
 
 def _inner_literal(body: str) -> str | None:
@@ -432,9 +579,8 @@ def _inner_literal(body: str) -> str | None:
             i += 2
             continue
         if ch == "[":
-            j = body.find("]", i + 2)
             flat.append("\0")
-            i = len(body) if j < 0 else j + 1
+            i = _class_end(body, i)
             continue
         if ch == "(":
             depth += 1
@@ -494,21 +640,20 @@ def _trie_words(words: Iterable[str]) -> str:
     return emit(root)
 
 
-def build_prefilter(terms: Iterable[str]) -> re.Pattern[str] | None:
-    """One fast regex over LOWER-CASED, folded text that every match of ``terms`` implies.
-
-    Literal stems go into two character tries (word-start and anywhere); terms without a
-    guaranteed literal are kept as whole case-insensitive patterns.
-    """
+def _stem_groups(terms: Iterable[str]) -> tuple[dict[str, set[str]], list[str]]:
+    """Literal stems of ``terms`` by kind, and the terms that have none."""
     groups: dict[str, set[str]] = {"word": set(), "start": set(), "anywhere": set()}
     slow: list[str] = []
     for t in terms:
         lit, kind = _stem(t)
         if lit is None:
-            slow.append(f"(?i:{term_to_regex(t)})")
+            slow.append(t)
         else:
             groups[kind].add(lit)
-    slow = sorted(set(slow))
+    return groups, slow
+
+
+def _stem_alternatives(groups: dict[str, set[str]]) -> list[str]:
     parts: list[str] = []
     if groups["word"]:
         parts.append(r"\b" + _trie_words(groups["word"]))
@@ -516,8 +661,106 @@ def build_prefilter(terms: Iterable[str]) -> re.Pattern[str] | None:
         parts.append(r"\b" + _trie(groups["start"]))
     if groups["anywhere"]:
         parts.append(_trie(groups["anywhere"]))
-    parts.extend(slow)
+    return parts
+
+
+def build_prefilter(terms: Iterable[str]) -> re.Pattern[str] | None:
+    """One fast regex over LOWER-CASED, folded text that every match of ``terms`` implies.
+
+    Literal stems go into two character tries (word-start and anywhere); terms without a
+    guaranteed literal are kept as whole case-insensitive patterns.
+    """
+    groups, slow_terms = _stem_groups(terms)
+    slow = sorted({f"(?i:{term_to_regex(t)})" for t in slow_terms})
+    parts = _stem_alternatives(groups) + slow
     return re.compile("|".join(parts)) if parts else None
+
+
+# Token classifications kept per gate; past this many, the cache starts again (memory bound
+# for a long-running process that sees unbounded vocabularies, e.g. URLs).
+_GATE_CACHE_MAX = 100_000
+
+
+class TokenGate:
+    """Set-based prefilters: which terms a text may contain, judged from its tokens.
+
+    Each *key* names a list of terms (a role, a rule condition). When every term of a key has
+    a literal stem (:func:`_stem`), a text can only match one of them if one of its
+    lower-cased, whitespace-delimited tokens contains a stem. So a document is split into
+    tokens once, its distinct tokens are classified (cached across documents: policies share
+    their vocabulary), and a unit is examined only if its tokens carry the bits it needs -
+    set operations instead of regex passes over every unit. Keys with a stem-less term are
+    not *sound*: :meth:`hit` then always answers True.
+    """
+
+    __slots__ = ("_any", "_bits", "_idle", "_patterns", "masks")
+
+    def __init__(self, keys: dict[str, list[str]]) -> None:
+        self.masks: dict[str, int] = {}
+        patterns: list[tuple[int, re.Pattern[str]]] = []
+        every: dict[str, set[str]] = {"word": set(), "start": set(), "anywhere": set()}
+        for key, terms in keys.items():
+            groups, slow = _stem_groups(terms)
+            parts = _stem_alternatives(groups)
+            if slow or not parts:
+                continue
+            bit = 1 << len(patterns)
+            self.masks[key] = bit
+            patterns.append((bit, re.compile("|".join(parts))))
+            for kind, stems in groups.items():
+                every[kind] |= stems
+        self._patterns = patterns
+        alts = _stem_alternatives(every)
+        self._any = re.compile("|".join(alts)) if alts else None
+        self._bits: dict[str, int] = {}
+        self._idle: set[str] = set()
+
+    def sound(self, key: str) -> bool:
+        return key in self.masks
+
+    def hit(self, key: str, bits: int) -> bool:
+        """May a text whose tokens carry ``bits`` match a term of ``key``?"""
+        mask = self.masks.get(key)
+        return mask is None or bool(bits & mask)
+
+    def classify(self, tokens: set[str]) -> dict[str, int]:
+        """The tokens (lower-cased, folded) that contain a stem, with their key bits."""
+        if self._any is None:
+            return {}
+        out: dict[str, int] = {}
+        bits_of = self._bits
+        fresh: list[str] = []
+        for tok in tokens - self._idle:
+            b = bits_of.get(tok)
+            if b is None:
+                b = self._classify(tok)
+                if b:
+                    bits_of[tok] = b
+                else:
+                    fresh.append(tok)
+            if b:
+                out[tok] = b
+        if len(self._idle) + len(fresh) > _GATE_CACHE_MAX:
+            self._idle = set()
+        self._idle.update(fresh)
+        if len(bits_of) > _GATE_CACHE_MAX:
+            self._bits = {}
+        return out
+
+    def _classify(self, tok: str) -> int:
+        assert self._any is not None
+        if self._any.search(tok) is None:
+            return 0
+        b = 0
+        for bit, pat in self._patterns:
+            if pat.search(tok) is not None:
+                b |= bit
+        return b
+
+
+def text_tokens(text: str) -> list[str]:
+    """The tokens :class:`TokenGate` compares: whitespace-delimited, folded, lower-cased."""
+    return fold(text).lower().split()
 
 
 # --------------------------------------------------------------------------- loading
@@ -613,6 +856,19 @@ def _compile_ai(model: AiPackModel, where: _Where) -> RulePack:
         pre_terms.extend(lex.object)
         pre_terms.extend(lex.object_narrow)
     prefilter = build_prefilter(pre_terms)
+    purpose_terms: list[str] = []
+    for lex in model.lexicons.values():
+        purpose_terms.extend(lex.purpose)
+        purpose_terms.extend(lex.purpose_weak)
+    gate = TokenGate({"pre": pre_terms, "purpose": purpose_terms})
+    # Kept apart: role terms ("you", "data", "not") are in most tokens, and only candidate
+    # units need them.
+    role_gate = TokenGate(
+        {
+            ROLE_KEY[role]: [t for lex in model.lexicons.values() for t in getattr(lex, role)]
+            for role in AI_ROLES
+        }
+    )
     return RulePack(
         id=model.id,
         title=model.title,
@@ -630,6 +886,8 @@ def _compile_ai(model: AiPackModel, where: _Where) -> RulePack:
         prefilter=prefilter,
         settings=model.settings,
         matchers=matchers,
+        gate=gate,
+        role_gate=role_gate,
     )
 
 
@@ -677,6 +935,10 @@ def _compile_generic(model: GenericPackModel, where: _Where) -> RulePack:
             )
         required.extend(req)
     prefilter = build_prefilter(required)
+    gate_terms: dict[str, list[str]] = {"pre": required}
+    for rule in rules:
+        assert rule.condition is not None
+        _assign_gate_keys(rule.condition, gate_terms)
     return RulePack(
         id=model.id,
         title=model.title,
@@ -693,6 +955,7 @@ def _compile_generic(model: GenericPackModel, where: _Where) -> RulePack:
         },
         prefilter=prefilter,
         scope=model.scope,
+        gate=TokenGate(gate_terms),
     )
 
 
@@ -763,6 +1026,21 @@ def _compile_condition(
     assert c.not_ is not None
     kid = _compile_condition(c.not_, lex, where, positive, raw_lex, not negated)
     return CompiledCondition("not", children=[kid])
+
+
+def _assign_gate_keys(c: CompiledCondition, keys: dict[str, list[str]]) -> None:
+    """Name the term lists of ``c``'s positive nodes for the pack's :class:`TokenGate`."""
+    if c.op == "terms":
+        c.gate_keys = (f"c{len(keys)}",)
+        keys[c.gate_keys[0]] = c.terms
+    elif c.op == "near":
+        c.gate_keys = (f"c{len(keys)}", f"c{len(keys) + 1}")
+        keys[c.gate_keys[0]] = c.near_terms[0]
+        keys[c.gate_keys[1]] = c.near_terms[1]
+    elif c.op in ("all", "any"):
+        for k in c.children:
+            _assign_gate_keys(k, keys)
+    # "not": nothing a text must contain
 
 
 def _ref_terms(ref: str, raw_lex: dict[str, list[str]]) -> list[str]:

@@ -1,0 +1,136 @@
+"""Full-text search over every stored version (SQLite FTS5, table ``versions_fts``).
+
+A query is what people type: words, ``"quoted phrases"``, ``OR`` / ``AND`` / ``NOT``, a
+trailing ``*`` for a prefix. Anything FTS5 would read as syntax by accident (a hyphen in
+``opt-out``, a lone quote, a colon, parentheses) is quoted, so that ``opt-out`` finds the
+phrase "opt out" instead of failing on a column named ``out``. What still cannot be parsed is
+a :class:`~monitor.errors.MonitorError` with one line for people.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.errors import MonitorError
+from monitor.store import Store
+
+__all__ = ["SearchHit", "fts_query", "search"]
+
+# Snippet markers: control characters that never occur in normalised policy text, so the
+# caller can split on them and escape the text in between (HTML) or colour it (terminal).
+MARK_START = "\x02"
+MARK_END = "\x03"
+_OPERATORS = {"AND", "OR", "NOT"}
+_BAREWORD = re.compile(r"^\w+\*?$")
+_TOKEN = re.compile(r'"[^"]*"?|\S+')
+
+
+@dataclass(slots=True, frozen=True)
+class SearchHit:
+    document_id: str
+    platform: str
+    doc_type: str
+    version: int
+    first_seen: str
+    last_seen: str
+    snippet: str  # with MARK_START / MARK_END around the matching words
+    rank: float
+
+    def plain_snippet(self, start: str = "[", end: str = "]") -> str:
+        return self.snippet.replace(MARK_START, start).replace(MARK_END, end)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "document": self.document_id,
+            "platform": self.platform,
+            "doc_type": self.doc_type,
+            "version": self.version,
+            "date": self.first_seen[:10],
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "snippet": self.plain_snippet("**", "**"),
+        }
+
+
+def fts_query(query: str) -> str:
+    """Turn what a person typed into an FTS5 MATCH expression (see the module docstring)."""
+    parts: list[str] = []
+    for token in _TOKEN.findall(query):
+        if token in _OPERATORS:
+            parts.append(token)
+        elif token.startswith('"'):
+            inner = token.strip('"')
+            if inner.strip():
+                parts.append('"' + inner.replace('"', "") + '"')
+        elif _BAREWORD.match(token):
+            parts.append(token)
+        else:
+            words = re.findall(r"\w+", token)
+            if words:
+                # opt-out, e-mail, "AI-training:": the words in order, as a phrase
+                parts.append('"' + " ".join(words) + '"' + ("*" if token.endswith("*") else ""))
+    # An operator with nothing on one side is a syntax error: drop dangling ones.
+    while parts and parts[0] in _OPERATORS - {"NOT"}:
+        parts.pop(0)
+    while parts and parts[-1] in _OPERATORS:
+        parts.pop()
+    return " ".join(parts)
+
+
+def search(
+    store: Store,
+    query: str,
+    *,
+    platforms: list[str] | None = None,
+    limit: int = 20,
+    tokens: int = 24,
+) -> list[SearchHit]:
+    """Versions matching ``query``, best match first, each with a snippet of about ``tokens``
+    words around the match."""
+    expression = fts_query(query)
+    if not expression:
+        raise MonitorError(f"nothing to search for in {query!r}")
+    where = ["versions_fts MATCH ?"]
+    params: list[Any] = [expression]
+    if platforms:
+        wanted = [p.casefold() for p in platforms]
+        marks = ", ".join("?" for _ in wanted)
+        # a platform by its name ("Claude.ai") or by its slug in document ids ("claude-ai")
+        where.append(
+            f"(lower(d.platform) IN ({marks}) "
+            f"OR substr(d.id, 1, instr(d.id, '/') - 1) IN ({marks}))"
+        )
+        params.extend(wanted * 2)
+    sql = f"""
+        SELECT v.document_id, d.platform, d.doc_type, v.number, v.first_seen, v.last_seen,
+               snippet(versions_fts, 0, ?, ?, ' … ', ?) AS snippet, bm25(versions_fts) AS rank
+        FROM versions_fts
+        JOIN versions v ON v.id = versions_fts.rowid
+        JOIN documents d ON d.id = v.document_id
+        WHERE {" AND ".join(where)}
+        ORDER BY rank, v.first_seen
+        LIMIT ?
+    """
+    try:
+        rows = store.query(sql, [MARK_START, MARK_END, max(1, min(tokens, 64)), *params, limit])
+    except sqlite3.OperationalError as exc:
+        message = str(exc)
+        if "fts5" in message or "syntax" in message or "no such column" in message:
+            raise MonitorError(f"cannot search for {query!r}: {message}") from None
+        raise
+    return [
+        SearchHit(
+            document_id=r["document_id"],
+            platform=r["platform"],
+            doc_type=r["doc_type"],
+            version=r["number"],
+            first_seen=r["first_seen"],
+            last_seen=r["last_seen"],
+            snippet=" ".join(r["snippet"].split()),
+            rank=float(r["rank"]),
+        )
+        for r in rows
+    ]

@@ -1,0 +1,190 @@
+"""Health alerts: one operator e-mail when a problem starts and one when it ends, decided
+from the fetch log, remembered in the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from monitor import health
+from monitor.config import Config, parse_config
+from monitor.store import Store
+
+T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+DOC = "example/privacy-policy"
+OPERATOR = "ops@example.org"
+
+
+def make_config(operator: str | None = OPERATOR) -> Config:
+    return parse_config(
+        (f"operator: {operator}\n" if operator else "")
+        + "health:\n  failing_for: 1h\n  suspect_in_a_row: 3\n"
+        "documents:\n  - platform: Example\n    url: https://example.org/privacy\n"
+    )
+
+
+@pytest.fixture
+def config() -> Config:
+    return make_config()
+
+
+@pytest.fixture
+def watched(store: Store, config: Config) -> Store:
+    store.upsert_document(config.documents[0])
+    return store
+
+
+class Log:
+    """Writes fetch rows every ten minutes of fake time and asks for a health decision."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store, self.config, self.now = store, config, T0
+
+    def fetch(self, outcome: str, detail: str | None = None) -> list[health.Transition]:
+        self.now += dt.timedelta(minutes=10)
+        self.store.record_fetch(
+            DOC,
+            started_at=self.now,
+            url="https://example.org/privacy",
+            outcome=outcome,
+            detail=detail,
+        )
+        return health.update(self.store, self.config, [DOC], now=self.now)
+
+
+def health_mail(store: Store) -> list[dict[str, object]]:
+    return store.query("SELECT recipient, subject, body_text FROM deliveries WHERE kind = 'health'")
+
+
+def test_failing_alerts_once_after_the_threshold_and_once_on_recovery(
+    watched: Store, config: Config
+) -> None:
+    log = Log(watched, config)
+    assert log.fetch("unchanged") == []
+    # failures from 12:20 to 13:10: under the one-hour threshold
+    for _ in range(6):
+        assert log.fetch("http_error", "HTTP 500 Internal Server Error") == []
+    started = log.fetch("timeout", "no complete response within 30 s")  # 13:20
+    assert [(t.problem, t.kind) for t in started] == [("failing", "started")]
+    assert started[0].started_at == "2025-03-01T12:20:00Z"  # the first failed fetch
+    for _ in range(10):
+        assert log.fetch("network_error", "connection refused") == []
+    recovered = log.fetch("not_modified")
+    assert [(t.problem, t.kind) for t in recovered] == [("failing", "recovered")]
+    mail = health_mail(watched)
+    assert [m["recipient"] for m in mail] == [OPERATOR, OPERATOR]
+    assert f"{DOC}: failing since 2025-03-01T12:20:00Z" in str(mail[0]["subject"])
+    assert "https://example.org/privacy" in str(mail[0]["body_text"])
+    assert f"{DOC}: recovered from failing" in str(mail[1]["subject"])
+    assert health.open_problems(watched) == {}
+
+
+def test_suspect_fetches_in_a_row(watched: Store, config: Config) -> None:
+    log = Log(watched, config)
+    log.fetch("new_version")
+    assert log.fetch("suspect", "looks like a captcha / bot check") == []
+    assert log.fetch("suspect", "looks like a captcha / bot check") == []
+    started = log.fetch("suspect", "looks like a login wall")
+    assert [(t.problem, t.kind) for t in started] == [("suspect", "started")]
+    assert "captcha" in (started[0].detail or "") and "login wall" in (started[0].detail or "")
+    assert log.fetch("suspect", "looks like a captcha / bot check") == []
+    # a failure is not a recovery from "suspect" (it may open "failing" later, on its own)
+    assert log.fetch("http_error", "HTTP 503") == []
+    assert [t.kind for t in log.fetch("unchanged")] == ["recovered"]
+    assert len(health_mail(watched)) == 2
+
+
+def test_interrupted_suspect_streak_does_not_alert(watched: Store, config: Config) -> None:
+    log = Log(watched, config)
+    for outcome in ("suspect", "suspect", "unchanged", "suspect", "suspect", "same_body"):
+        assert log.fetch(outcome, "looks like an error page (404)") == []
+    assert health_mail(watched) == []
+
+
+def test_selector_that_stopped_matching(watched: Store, config: Config) -> None:
+    log = Log(watched, config)
+    log.fetch("new_version")
+    log.fetch("suspect", "empty selection")
+    log.fetch("suspect", "empty selection")
+    started = log.fetch("suspect", "empty selection")
+    assert [(t.problem, t.kind) for t in started] == [("selector", "started")]
+    assert "documents[].select" in str(health_mail(watched)[0]["body_text"])
+    assert [(t.problem, t.kind) for t in log.fetch("new_version")] == [("selector", "recovered")]
+
+
+def test_robots_refusal_alerts_at_once_and_recovers_when_allowed(
+    watched: Store, config: Config
+) -> None:
+    log = Log(watched, config)
+    log.fetch("unchanged")
+    started = log.fetch("robots_disallowed", "robots.txt of https://example.org disallows /privacy")
+    assert [(t.problem, t.kind) for t in started] == [("robots", "started")]
+    assert log.fetch("robots_disallowed", "still") == []
+    assert [(t.problem, t.kind) for t in log.fetch("unchanged")] == [("robots", "recovered")]
+
+
+def test_state_survives_a_restart(store: Store, config: Config, tmp_path: object) -> None:
+    store.upsert_document(config.documents[0])
+    log = Log(store, config)
+    log.fetch("robots_disallowed", "disallowed")
+    path = store.path
+    store.close()
+    with Store(path) as again:  # a new process: same database, no memory
+        log.store = again
+        assert log.fetch("robots_disallowed", "disallowed") == []
+        assert len(health_mail(again)) == 1
+        assert [p.problem for p in health.open_problems(again)[DOC]] == ["robots"]
+
+
+def test_a_new_episode_alerts_again(watched: Store, config: Config) -> None:
+    log = Log(watched, config)
+    log.fetch("robots_disallowed", "x")
+    log.fetch("unchanged")
+    assert [t.kind for t in log.fetch("robots_disallowed", "x")] == ["started"]
+    assert len(health_mail(watched)) == 3  # start, recovery, start
+
+
+def test_without_operator_state_is_kept_and_nothing_is_queued(store: Store) -> None:
+    config = make_config(operator=None)
+    store.upsert_document(config.documents[0])
+    log = Log(store, config)
+    started = log.fetch("robots_disallowed", "x")
+    assert started[0].delivery_id is None
+    assert health.open_problems(store)[DOC][0].problem == "robots"
+    assert health_mail(store) == []
+
+
+def test_failing_streak_longer_than_the_window_read(watched: Store, config: Config) -> None:
+    log = Log(watched, config)
+    log.fetch("unchanged")
+    for _ in range(60):  # more failed rows than one decision reads, written without deciding
+        log.now += dt.timedelta(minutes=10)
+        watched.record_fetch(DOC, started_at=log.now, url="u", outcome="http_error")
+    started = log.fetch("http_error", "HTTP 500")
+    assert [t.problem for t in started] == ["failing"]
+    assert started[0].started_at == "2025-03-01T12:20:00Z"
+
+
+def test_check_decides_health_too(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from click.testing import CliRunner
+    from httpserver import serve
+
+    from monitor.cli import cli
+
+    folder = Path(str(tmp_path))
+    robots = {"/robots.txt": (200, {}, "User-agent: *\nDisallow: /privacy\n")}
+    with serve(robots) as srv:
+        config = folder / "config.yaml"
+        config.write_text(
+            f"database: pm.db\noperator: {OPERATOR}\nhttp:\n  per_host_delay: 0\n"
+            f"documents:\n  - platform: Example\n    url: {srv.url('/privacy')}\n",
+            encoding="utf-8",
+        )
+        result = CliRunner().invoke(cli, ["--config", str(config), "check"])
+    assert result.exit_code == 0, result.output
+    with Store(folder / "pm.db") as store:
+        assert [p.problem for p in health.open_problems(store)[DOC]] == ["robots"]
+        assert [m["recipient"] for m in health_mail(store)] == [OPERATOR]

@@ -1,0 +1,137 @@
+"""`import dir`: a bundled fictional history (tests/data/history, see its README) goes through
+the same stages as a fetch on each file's date; importing twice adds nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.backfill import import_tree, parse_stem, scan
+from monitor.cli import cli
+from monitor.config import default_config
+from monitor.pipeline import Pipeline
+from monitor.store import Store
+
+HISTORY = Path(__file__).resolve().parent / "data" / "history"
+PARLOUR = "parlour/privacy-policy"
+
+
+def _import(store: Store, root: Path = HISTORY, workers: int = 1) -> object:
+    return import_tree(Pipeline(default_config(), store, notify=False), root, workers=workers)
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        ("2024-03-14T12-31-33Z", dt.datetime(2024, 3, 14, 12, 31, 33, tzinfo=dt.UTC)),
+        (
+            "2024-03-14T12-31-33Z--legal-privacy",
+            dt.datetime(2024, 3, 14, 12, 31, 33, tzinfo=dt.UTC),
+        ),
+        ("2022-01-10", dt.datetime(2022, 1, 10, tzinfo=dt.UTC)),
+        ("2024-02-30", None),
+        ("README", None),
+    ],
+)
+def test_parse_stem(stem: str, expected: dt.datetime | None) -> None:
+    assert parse_stem(stem) == expected
+
+
+def test_scan_orders_each_document_oldest_first_and_ignores_other_files() -> None:
+    files = scan(HISTORY)
+    assert len(files) == 9  # README.md has no date and is not a version
+    parlour = [f.path.name for f in files if f.doc_id == PARLOUR]
+    assert parlour == [
+        "2022-01-10.md",
+        "2023-03-01T08-30-00Z.md",
+        "2023-09-15T12-00-00Z.html",
+        "2024-02-01.html",
+    ]
+
+
+def test_import_runs_every_stage_on_the_files_dates(store: Store) -> None:
+    result = _import(store)
+    assert (result.files, result.new_versions, result.unchanged) == (9, 8, 1)
+    assert (result.skipped, result.suspect, result.alerts) == (0, 0, 1)
+    versions = store.versions(PARLOUR)
+    # 2024-02-01.html differs from 2023-09-15 only in markup: it extends version 3.
+    assert [v.first_seen for v in versions] == [
+        "2022-01-10T00:00:00Z",
+        "2023-03-01T08:30:00Z",
+        "2023-09-15T12:00:00Z",
+    ]
+    assert versions[2].last_seen == "2024-02-01T00:00:00Z"
+    assert [(v.ai_training, v.consent) for v in versions] == [
+        (False, "n/a"),
+        (True, "none"),
+        (True, "opt_out"),
+    ]
+    alert = store.query("SELECT type, severity, version_id FROM alerts")
+    assert alert == [
+        {"type": "ai_training_added", "severity": "high", "version_id": versions[1].id}
+    ]
+    # a diff is recorded between successive versions, and no e-mail without --notify
+    assert len(store.query("SELECT * FROM changes WHERE document_id = ?", (PARLOUR,))) == 2
+    assert store.query("SELECT count(*) AS n FROM deliveries") == [{"n": 0}]
+
+
+def test_importing_twice_adds_nothing(store: Store) -> None:
+    _import(store)
+    before = store.query("SELECT id, sha256, last_seen FROM versions ORDER BY id")
+    again = _import(store)
+    assert again.new_versions == 0 and again.alerts == 0 and again.suspect == 0
+    assert store.query("SELECT id, sha256, last_seen FROM versions ORDER BY id") == before
+    assert store.query("SELECT count(*) AS n FROM alerts") == [{"n": 1}]
+    assert store.query("SELECT count(*) AS n FROM changes") == [{"n": 5}]
+
+
+def test_process_pool_gives_the_same_history(tmp_path: Path) -> None:
+    with Store(tmp_path / "one.db") as one, Store(tmp_path / "two.db") as two:
+        _import(one, workers=1)
+        _import(two, workers=2)
+        sql = "SELECT document_id, number, sha256, ai_training, consent FROM versions ORDER BY id"
+        assert one.query(sql) == two.query(sql)
+        sql = "SELECT summary FROM changes ORDER BY id"
+        assert one.query(sql) == two.query(sql)
+
+
+def test_failed_capture_in_the_archive_is_suspect_not_a_version(
+    store: Store, tmp_path: Path
+) -> None:
+    root = tmp_path / "history"
+    shutil.copytree(HISTORY / "quillnest", root / "quillnest")
+    folder = root / "quillnest" / "privacy-policy"
+    (folder / "2023-01-05.md").write_text("# Page not found\n\nSorry.\n", encoding="utf-8")
+    result = _import(store, root)
+    assert result.suspect == 1
+    assert any("2023-01-05.md" in p for p in result.problems)
+    assert [v.first_seen[:10] for v in store.versions("quillnest/privacy-policy")] == [
+        "2021-05-04",
+        "2022-11-30",
+        "2024-04-18",
+    ]
+
+
+def test_cli_import_dir_json_summary(tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    runner = CliRunner()
+    out = runner.invoke(cli, ["--db", str(db), "import", "dir", str(HISTORY), "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output)
+    assert (summary["documents"], summary["new_versions"], summary["alerts"]) == (3, 8, 1)
+    human = runner.invoke(cli, ["--db", str(db), "import", "dir", str(HISTORY), "--workers", "1"])
+    assert human.exit_code == 0, human.output
+    assert "0 new versions" in human.output and "9 files" in human.output
+
+
+def test_cli_import_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        cli, ["--db", str(tmp_path / "x.db"), "import", "dir", str(tmp_path / "nope")]
+    )
+    assert out.exit_code == 2
+    assert "Traceback" not in out.output

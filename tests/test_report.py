@@ -1,0 +1,198 @@
+"""`report`: JSON one entry per document, CSV one row per finding, a self-contained HTML page.
+Expected values come from what tests/data/history says (see its README), not from output."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+from click.testing import CliRunner
+
+from monitor.backfill import import_tree
+from monitor.cli import cli
+from monitor.config import default_config
+from monitor.errors import MonitorError
+from monitor.pipeline import Pipeline
+from monitor.report import CSV_COLUMNS, collect, to_json, write_report
+from monitor.store import Store
+
+HISTORY = Path(__file__).resolve().parent / "data" / "history"
+HOSTILE_AI = (
+    'We use your "posts", comments, and <script>alert(1)</script> photos to train the '
+    "artificial intelligence models <img src=x onerror=alert(2)> of Nastyco."
+)
+
+
+@pytest.fixture
+def imported(store: Store) -> Store:
+    import_tree(Pipeline(default_config(), store, notify=False), HISTORY)
+    return store
+
+
+def _docs(store: Store, **filters: object) -> dict[str, dict[str, object]]:
+    report = to_json(collect(store, **filters))  # type: ignore[arg-type]
+    return {d["document"]: d for d in report["documents"]}
+
+
+def test_json_report_field_by_field(imported: Store) -> None:
+    docs = _docs(imported)
+    assert list(docs) == [
+        "parlour/privacy-policy",
+        "parlour/terms-of-service",
+        "quillnest/privacy-policy",
+    ]
+    parlour = docs["parlour/privacy-policy"]
+    assert parlour["platform"] == "parlour"
+    assert parlour["doc_type"] == "privacy-policy"
+    assert parlour["versions"] == 3  # the 2024-02-01 file only changes markup
+    assert parlour["first_seen"] == "2022-01-10"
+    assert parlour["last_seen"] == "2024-02-01"
+    assert parlour["first_ai_training"] == "2023-03-01"
+    assert parlour["consent"] == "opt_out"  # the opt-out added on 2023-09-15
+    (alert,) = parlour["alerts"]  # type: ignore[misc]
+    assert alert["type"] == "ai_training_added"
+    assert alert["severity"] == "high"
+    assert alert["version"] == 2
+    assert alert["date"] == "2023-03-01"
+    assert "train the artificial intelligence models" in alert["unit_text"]
+
+    terms = docs["parlour/terms-of-service"]
+    assert (terms["versions"], terms["first_seen"], terms["last_seen"]) == (
+        2,
+        "2022-01-10",
+        "2023-06-20",
+    )
+    assert (terms["first_ai_training"], terms["consent"], terms["alerts"]) == (None, "n/a", [])
+
+    quill = docs["quillnest/privacy-policy"]
+    # "We do not use your notebooks to train..." is a denial: no AI training, ever.
+    assert (quill["versions"], quill["first_ai_training"], quill["consent"]) == (3, None, "n/a")
+    assert (quill["first_seen"], quill["last_seen"]) == ("2021-05-04", "2024-04-18")
+
+
+def test_filters_by_platform_doc_type_and_dates(imported: Store) -> None:
+    assert list(_docs(imported, platforms=["Quillnest"])) == ["quillnest/privacy-policy"]
+    assert list(_docs(imported, doc_types=["terms-of-service"])) == ["parlour/terms-of-service"]
+    ranged = _docs(imported, since="2023-01-01", until="2023-12-31")
+    assert list(ranged) == ["parlour/privacy-policy", "parlour/terms-of-service"]
+    assert ranged["parlour/privacy-policy"]["versions"] == 2
+    assert ranged["parlour/privacy-policy"]["first_seen"] == "2023-03-01"
+    before_ai = _docs(imported, until="2022-12-31")["parlour/privacy-policy"]
+    assert (before_ai["first_ai_training"], before_ai["alerts"]) == (None, [])
+    with pytest.raises(MonitorError, match="not a date"):
+        collect(imported, since="last tuesday")
+
+
+def test_csv_has_one_row_per_finding_and_parses(imported: Store, tmp_path: Path) -> None:
+    path = write_report(imported, tmp_path, formats=["csv"])["csv"]
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    training = [r for r in rows if r["ai_training"] == "True"]
+    assert [(r["document"], r["version"], r["consent"]) for r in training] == [
+        ("parlour/privacy-policy", "2", "none"),
+        ("parlour/privacy-policy", "3", "opt_out"),
+    ]
+    assert training[0]["version_date"] == "2023-03-01T08:30:00Z"
+    assert training[0]["source_url"].endswith("2023-03-01T08-30-00Z.md")
+    assert len(training[0]["version_sha256"]) == 64
+    denial = [r for r in rows if r["negated"] == "True"]
+    assert [r["document"] for r in denial] == ["quillnest/privacy-policy"]
+
+
+def _hostile_tree(tmp_path: Path) -> Path:
+    """A platform whose name and policy carry markup as text (entities in the page decode
+    to a literal ``<script>`` in the extracted text: exactly what must stay inert)."""
+    root = tmp_path / "history"
+    shutil.copytree(HISTORY / "quillnest", root / "quillnest")
+    folder = root / "nasty<b>co" / "privacy-policy"
+    folder.mkdir(parents=True)
+    intro = "<h1>Nastyco Privacy</h1><h2>Data</h2><p>We keep your account details and posts.</p>"
+    page = "<!DOCTYPE html><html><body><main>{}</main></body></html>"
+    (folder / "2023-01-01.html").write_text(
+        page.format(intro + "<p>We never sell them.</p>" * 10), encoding="utf-8"
+    )
+    (folder / "2023-06-01.html").write_text(
+        page.format(intro + "<h2>AI</h2><p>" + html.escape(HOSTILE_AI) + "</p>"), encoding="utf-8"
+    )
+    return root
+
+
+def test_hostile_policy_text_is_escaped_and_csv_round_trips(store: Store, tmp_path: Path) -> None:
+    import_tree(Pipeline(default_config(), store, notify=False), _hostile_tree(tmp_path))
+    out = tmp_path / "report"
+    written = write_report(store, out)
+    page = written["html"].read_text(encoding="utf-8")
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "nasty&lt;b&gt;co" in page
+    soup = BeautifulSoup(page, "lxml")
+    assert soup.find("b") is None or "co" not in soup.find("b").get_text()
+    for page in out.glob("diffs/*/*.html"):
+        assert "<script" not in page.read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(written["csv"].read_text(encoding="utf-8-sig"))))
+    texts = [r["unit_text"] for r in rows if r["ai_training"] == "True"]
+    assert any('"posts", comments, and <script>' in t for t in texts)
+
+
+def test_html_links_every_version_pair_to_a_diff_page(imported: Store, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    index = write_report(imported, out, formats=["html"])["html"]
+    soup = BeautifulSoup(index.read_text(encoding="utf-8"), "lxml")
+    hrefs = [a["href"] for a in soup.select("table.versions a")]
+    assert len(hrefs) == 2 + 1 + 2  # successive pairs of 3, 2 and 3 versions
+    assert "diffs/parlour--privacy-policy/2-3.html" in hrefs
+    for href in hrefs:
+        assert (out / href).is_file()
+    opt_out = (out / "diffs/parlour--privacy-policy/2-3.html").read_text(encoding="utf-8")
+    assert "opt out" in opt_out
+    # matrix: one row per platform, one column per document type
+    assert [th.get_text() for th in soup.select("table.matrix thead th")] == [
+        "Platform",
+        "privacy-policy",
+        "terms-of-service",
+    ]
+    cell = soup.select_one('td[data-doc="parlour/privacy-policy"]')
+    assert cell is not None and "since 2023-03-01" in cell.get_text()
+    assert "opt-out" in cell.get_text()
+    # a timeline per platform, one mark per version, each with a tooltip
+    svgs = soup.select("section.timeline svg")
+    assert len(svgs) == 2
+    assert len(svgs[0].select("circle")) == 3 + 2
+    assert all(c.find("title") for c in svgs[0].select("circle"))
+    assert not soup.select("script, link[rel=stylesheet]")
+
+
+def test_cli_report_writes_each_format(imported: Store, tmp_path: Path) -> None:
+    out = tmp_path / "cli-report"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--db",
+            str(imported.path),
+            "report",
+            "--format",
+            "json",
+            "--out",
+            str(out),
+            "--platform",
+            "parlour",
+            "--since",
+            "2023-01-01",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert [d["document"] for d in data["documents"]] == [
+        "parlour/privacy-policy",
+        "parlour/terms-of-service",
+    ]
+    assert data["filters"]["since"] == "2023-01-01"
+    assert not (out / "index.html").exists()
+    bad = CliRunner().invoke(cli, ["--db", str(imported.path), "report", "--since", "soon"])
+    assert bad.exit_code == 2 and "not a date" in bad.output

@@ -1,0 +1,98 @@
+"""The daemon's schedule (restart-safe next runs, spread of overdue work) and its stop."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+from httpserver import Route, serve
+
+from monitor.config import parse_config
+from monitor.scheduler import Daemon, first_run_time, last_fetch_times, next_due
+from monitor.store import Store
+
+NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+HOUR = 3600.0
+
+
+def test_next_due_is_last_fetch_plus_interval() -> None:
+    assert next_due(None, HOUR) is None
+    assert next_due(NOW, 6 * HOUR) == NOW + dt.timedelta(hours=6)
+
+
+def test_a_document_not_yet_due_waits_for_its_time() -> None:
+    last = NOW - dt.timedelta(hours=5)
+    rng = random.Random(1)
+    runs = [first_run_time(last, 6 * HOUR, 60, NOW, rng) for _ in range(200)]
+    due = NOW + dt.timedelta(hours=1)
+    assert all(due <= r <= due + dt.timedelta(seconds=60) for r in runs)
+
+
+def test_overdue_and_new_documents_run_now_spread_over_the_jitter() -> None:
+    rng = random.Random(2)
+    overdue = [
+        first_run_time(NOW - dt.timedelta(days=3), 6 * HOUR, 60, NOW, rng) for _ in range(1000)
+    ]
+    assert all(NOW <= r <= NOW + dt.timedelta(seconds=60) for r in overdue)
+    per_second = Counter(int((r - NOW).total_seconds()) for r in overdue)
+    assert len(per_second) >= 55  # spread over the minute...
+    assert max(per_second.values()) < 50  # ...not a stampede in one second
+    never = first_run_time(None, 6 * HOUR, 0, NOW, rng)
+    assert never == NOW  # no jitter: at once
+
+
+def test_the_spread_never_exceeds_one_interval() -> None:
+    rng = random.Random(3)
+    runs = [first_run_time(None, 10, 600, NOW, rng) for _ in range(100)]
+    assert all(r <= NOW + dt.timedelta(seconds=10) for r in runs)
+
+
+def test_last_fetch_times_reads_the_fetch_log(store: Store) -> None:
+    config = parse_config(
+        "documents:\n  - {platform: A, url: 'https://a.example/p'}\n"
+        "  - {platform: B, url: 'https://b.example/p'}\n"
+    )
+    for doc in config.documents:
+        store.upsert_document(doc)
+    for minutes in (0, 30, 10):
+        store.record_fetch(
+            "a/privacy-policy",
+            started_at=NOW + dt.timedelta(minutes=minutes),
+            url="u",
+            outcome="unchanged",
+        )
+    assert last_fetch_times(store) == {"a/privacy-policy": NOW + dt.timedelta(minutes=30)}
+
+
+def test_stop_cancels_a_hanging_check_and_leaves_no_trace(tmp_path: Path) -> None:
+    with serve(
+        {"/slow": Route(200, {"Content-Type": "text/html"}, "<main>x</main>", delay=5)}
+    ) as srv:
+        config = parse_config(
+            f"database: {tmp_path / 'pm.db'}\njitter: 0\nhttp:\n  timeout: 30\n  retries: 0\n"
+            f"documents:\n  - platform: Slow\n    url: {srv.url('/slow')}\n    interval: 1h\n",
+            str(tmp_path / "config.yaml"),
+        )
+        daemon = Daemon(config, grace=0.3)
+
+        async def scenario() -> float:
+            serving = asyncio.create_task(daemon.serve())
+            deadline = time.monotonic() + 10
+            while not srv.hits["/slow"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert srv.hits["/slow"] == 1
+            t0 = time.monotonic()
+            daemon.stop()
+            await asyncio.wait_for(serving, 5)
+            return time.monotonic() - t0
+
+        took = asyncio.run(scenario())
+    assert took < 2.0
+    with Store(tmp_path / "pm.db") as store:
+        assert store.query("SELECT * FROM fetches") == []  # cancelled: due again next time
+        assert store.query("SELECT * FROM versions") == []
+        assert store.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
