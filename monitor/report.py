@@ -499,11 +499,12 @@ def write_html(
         doc = docs[doc_id]
         pending.append((doc_id, doc.platform, doc.doc_type, doc.url, old_id, new_id))
     db = str(store.path)
-    if workers > 1 and len(pending) > 8 and db != ":memory:":
+    if workers > 1 and len(pending) > 1 and db != ":memory:":
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        chunks = [pending[i : i + 8] for i in range(0, len(pending), 8)]
+        size = max(1, min(8, len(pending) // (4 * workers)))  # small chunks balance better
+        chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             futures = [pool.submit(_render_pairs, db, chunk, str(out)) for chunk in chunks]

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from monitor.analyse import analyse_text, analyse_unit
+import dataclasses
+import re
+from typing import Any
+
+import pytest
+
+from monitor.analyse import analyse_text, analyse_unit, load_packs
+from monitor.analyse.rules import _compile_terms, _stem, _Where, term_to_regex
 from monitor.models import Consent
 
 
@@ -90,3 +97,80 @@ def test_multilingual_units() -> None:
     assert a.ai_training and a.consent == Consent.OPT_OUT and a.lang == "fr"
     b = analyse_unit("Nous utilisons vos informations pour améliorer nos services.")
     assert not b.ai_training
+
+
+# --------------------------------------------------------------------------- speed machinery
+# The token gates and grouped alternations are optimisations: they must change no result.
+
+
+def _ungated(packs: list[Any]) -> list[Any]:
+    return [dataclasses.replace(p, gate=None, role_gate=None) for p in packs]
+
+
+GATE_DOCS = [
+    # lead-in repeated on list items; punctuation glued to the trigger tokens
+    "# AI\n\nWe use the following to train our models:\n\n- your posts,\n- your (AI) chats.\n\n"
+    "You can object to this processing in Settings.",
+    # a length-changing lower-case letter (İ) forces the per-unit path
+    "İstanbul office. We may use de-identified data to fine-tune our LLMs; you can opt out.",
+    # Greek with accents, folded on both sides
+    "Χρησιμοποιούμε τις δημόσιες αναρτήσεις σας για την εκπαίδευση των μοντέλων μας.",
+    # German compounds matched anywhere inside a word, relative clause, negation after
+    "Wir verwenden Ihre Beiträge nicht, um unsere KI-Sprachmodelle zu trainieren. "
+    "Dienstleistern, die für uns handeln, ist es untersagt, Daten zum Training zu nutzen.",
+    # generic packs: affiliates + sharing + AI, private messages, biometrics
+    "We may share your information with our affiliates, including xAI, to improve Grok. "
+    "We scan the content of your messages and use facial recognition to verify you.",
+]
+
+
+@pytest.mark.parametrize("doc", GATE_DOCS)
+def test_token_gates_change_no_finding(doc: str) -> None:
+    packs = load_packs()
+    gated = analyse_text(doc, packs)
+    plain = analyse_text(doc, _ungated(packs))
+    assert [f.to_dict() for f in gated.findings] == [f.to_dict() for f in plain.findings]
+    assert (gated.ai_training, gated.consent, gated.negated) == (
+        plain.ai_training,
+        plain.consent,
+        plain.negated,
+    )
+
+
+def test_gate_examples_do_find_something() -> None:
+    # The equality test above would pass vacuously if nothing matched.
+    found = {f.pack for doc in GATE_DOCS for f in analyse_text(doc).findings}
+    assert found == {"ai-training", "ai-affiliate-sharing", "private-messages-biometrics"}
+
+
+def test_stems_are_sound_for_hyphens_and_alternations() -> None:
+    # "AI-powered" also matches "aipowered": "powered" need not start a word.
+    assert _stem("AI-powered") == ("powered", "anywhere")
+    assert _stem("large language model*") == ("language", "word")
+    assert _stem("re:ab|cd")[0] is None  # no literal every match contains
+    assert _stem("re:\\bwith\\s+your") == ("with", "start")
+    assert _stem("re:n['’]t\\b")[0] is None
+
+
+def test_grouped_alternation_matches_like_a_plain_one() -> None:
+    terms = [
+        "model*",
+        "machine learning",
+        "ML",
+        "AI",
+        "AI-powered",
+        "Meta AI",
+        "*modell*",
+        "mistral",
+    ]
+    plain = re.compile(
+        "|".join(
+            f"(?:{term_to_regex(t)})"
+            for t in sorted(terms, key=lambda t: len(term_to_regex(t)) + 4, reverse=True)
+        ),
+        re.IGNORECASE,
+    )
+    grouped = _compile_terms(terms, _Where(None))
+    assert grouped is not None and "(?-i:[Mm])" in grouped.pattern
+    text = "Meta AI models, machine-learning, ML and ai-powered KI-Sprachmodelle; Mistral, ai."
+    assert [m.span() for m in grouped.finditer(text)] == [m.span() for m in plain.finditer(text)]

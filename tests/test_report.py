@@ -196,3 +196,13 @@ def test_cli_report_writes_each_format(imported: Store, tmp_path: Path) -> None:
     assert not (out / "index.html").exists()
     bad = CliRunner().invoke(cli, ["--db", str(imported.path), "report", "--since", "soon"])
     assert bad.exit_code == 2 and "not a date" in bad.output
+
+
+def test_diff_pages_are_the_same_from_a_process_pool(imported: Store, tmp_path: Path) -> None:
+    one = write_report(imported, tmp_path / "one", formats=["html"], workers=1)["html"].parent
+    two = write_report(imported, tmp_path / "two", formats=["html"], workers=2)["html"].parent
+    pages = sorted(p.relative_to(one) for p in one.glob("diffs/*/*.html"))
+    assert len(pages) == 5
+    assert pages == sorted(p.relative_to(two) for p in two.glob("diffs/*/*.html"))
+    for page in pages:
+        assert (one / page).read_bytes() == (two / page).read_bytes()

@@ -21,15 +21,26 @@ import monitor
 from monitor.analyse.engine import (
     ALL_BITS,
     Assessment,
+    Spans,
     UnitVerdict,
     assess,
     assess_unit,
+    consent_cues,
     eval_generic,
     may_hold,
     mentions_training,
 )
 from monitor.analyse.lang import detect_language
-from monitor.analyse.rules import Rule, RulePack, TokenGate, fold, load_pack_file, text_tokens
+from monitor.analyse.rules import (
+    GatedMatcher,
+    RoleMatcher,
+    Rule,
+    RulePack,
+    TokenGate,
+    fold,
+    load_pack_file,
+    text_tokens,
+)
 from monitor.analyse.segment import segment, segment_with_blocks
 from monitor.errors import RuleError
 from monitor.models import Analysis, Consent, Finding, Span, Unit
@@ -323,36 +334,58 @@ def _scan_candidates(prefilter: re.Pattern[str], doc: _Doc) -> list[int]:
     return sorted(hit)
 
 
-def _context(
-    i: int,
-    doc: _Doc,
-    blocks: list[int],
-    lang: str,
-    pack: RulePack,
-    positive_units: set[int],
-) -> list[str]:
-    """Neighbouring units whose consent wording is tied to unit ``i``'s training statement.
+class _Neighbours:
+    """Per document and pack: which units mention training, and their consent cues, for
+    the context of positive units (several positive units of a section share neighbours)."""
 
-    The next two units of the same paragraph or list (e.g. "You can object to this
-    processing."), and units of the same section that themselves refer to training. Units
-    that are training statements of their own never lend their regime to another.
-    """
-    units = doc.units
-    out: list[str] = []
-    for j in (i + 1, i + 2):
-        if j < len(units) and blocks[j] == blocks[i] and j not in positive_units:
-            out.append(units[j].text)
-    path = units[i].heading_path
-    if path:
-        lo, hi = max(0, i - 12), min(len(units), i + 13)
-        for j in range(lo, hi):
-            if j == i or j in positive_units or blocks[j] == blocks[i]:
-                continue
-            if units[j].heading_path == path and mentions_training(
-                units[j].text, lang, pack, doc.unit_bits(pack.role_gate, j)
-            ):
-                out.append(units[j].text)
-    return out
+    def __init__(self, doc: _Doc, blocks: list[int], pack: RulePack) -> None:
+        self.doc = doc
+        self.blocks = blocks
+        self.pack = pack
+        self._mentions: dict[tuple[int, str], bool] = {}
+        self._cues: dict[tuple[int, str], dict[str, Spans]] = {}
+
+    def mentions(self, j: int, lang: str) -> bool:
+        got = self._mentions.get((j, lang))
+        if got is None:
+            bits = self.doc.unit_bits(self.pack.role_gate, j)
+            got = mentions_training(self.doc.units[j].text, lang, self.pack, bits)
+            self._mentions[(j, lang)] = got
+        return got
+
+    def cues(self, j: int, lang: str) -> dict[str, Spans]:
+        got = self._cues.get((j, lang))
+        if got is None:
+            matcher = self.pack.matcher(lang)
+            gate = self.pack.role_gate
+            m: RoleMatcher | GatedMatcher = matcher
+            if gate is not None:
+                m = GatedMatcher(matcher, gate, self.doc.unit_bits(gate, j))
+            got = self._cues[(j, lang)] = consent_cues(self.doc.units[j].text, m)
+        return got
+
+    def context(self, i: int, lang: str, positive_units: set[int]) -> list[int]:
+        """Neighbouring units whose consent wording is tied to unit ``i``'s training
+        statement.
+
+        The next two units of the same paragraph or list (e.g. "You can object to this
+        processing."), and units of the same section that themselves refer to training.
+        Units that are training statements of their own never lend their regime to another.
+        """
+        units, blocks = self.doc.units, self.blocks
+        out: list[int] = []
+        for j in (i + 1, i + 2):
+            if j < len(units) and blocks[j] == blocks[i] and j not in positive_units:
+                out.append(j)
+        path = units[i].heading_path
+        if path:
+            lo, hi = max(0, i - 12), min(len(units), i + 13)
+            for j in range(lo, hi):
+                if j == i or j in positive_units or blocks[j] == blocks[i]:
+                    continue
+                if units[j].heading_path == path and self.mentions(j, lang):
+                    out.append(j)
+        return out
 
 
 def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis:
@@ -389,12 +422,16 @@ def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis
                 if a is not None:
                     assessed[i] = a
             positive = {i for i, a in assessed.items() if a.verdict.ai_training}
+            near = _Neighbours(doc, blocks, pack)
             for i, a in sorted(assessed.items()):
                 v = a.verdict
                 if v.ai_training:
-                    ctx = _context(i, doc, blocks, lang_of(i), pack, positive)
+                    lg = lang_of(i)
+                    ctx = near.context(i, lg, positive)
                     if ctx:
-                        v = a.with_context(ctx)
+                        v = a.with_context(
+                            [units[j].text for j in ctx], [near.cues(j, lg) for j in ctx]
+                        )
                 findings.append(_ai_finding(pack, units[i], lang_of(i), v))
         else:
             findings.extend(_generic_findings(pack, cands, units, lang_of))

@@ -295,11 +295,14 @@ class Assessment:
     verdict: UnitVerdict
     _finish: _Positive | None = None
 
-    def with_context(self, context: Sequence[str]) -> UnitVerdict:
-        """The verdict when ``context`` texts are tied to the unit's training statement."""
+    def with_context(
+        self, context: Sequence[str], cues: Sequence[dict[str, Spans]] | None = None
+    ) -> UnitVerdict:
+        """The verdict when ``context`` texts are tied to the unit's training statement
+        (``cues``: their :func:`consent_cues`, when the caller has them already)."""
         if self._finish is None or not context:
             return self.verdict
-        return self._finish.verdict(context)
+        return self._finish.verdict(context, cues)
 
 
 @dataclass(slots=True)
@@ -313,10 +316,14 @@ class _Positive:
     spans: list[Span]
     cues: dict[str, Spans]
 
-    def verdict(self, context: Sequence[str]) -> UnitVerdict:
+    def verdict(
+        self, context: Sequence[str], ctx_cues: Sequence[dict[str, Spans]] | None = None
+    ) -> UnitVerdict:
         cues = dict(self.cues)
-        for ctx in context:
-            for kind, found in consent_cues(ctx, self.base).items():
+        if ctx_cues is None:
+            ctx_cues = [consent_cues(ctx, self.base) for ctx in context]
+        for found_cues in ctx_cues:
+            for kind, found in found_cues.items():
                 cues.setdefault(kind, [])
                 # Context offsets do not point into this unit; keep them for the cue text only.
                 cues[kind] = cues[kind] + [(-1 - i, -1) for i, _ in enumerate(found)]

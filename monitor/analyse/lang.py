@@ -65,26 +65,34 @@ class LanguageDetector:
 
     def __init__(self) -> None:
         self._index = _build_index()
+        # The share each stop-word adds to each of its languages, computed once (the same
+        # float values, added in the same order, as 1.0 / len(langs) per occurrence).
+        self._shares = {w: (1.0 / len(langs), langs) for w, langs in self._index.items()}
         self._letters = {c: lang for lang, cs in _LETTERS.items() for c in cs}
         self._letter_re = re.compile("[" + "".join(self._letters) + "]")
 
     def scores(self, text: str) -> dict[str, float]:
         scores: dict[str, float] = dict.fromkeys(_STOPWORDS, 0.0)
-        for w in _WORD.findall(text.lower()):
-            langs = self._index.get(w.replace("’", "'"))
-            if langs:
-                share = 1.0 / len(langs)
+        lowered = text.lower()
+        shares = self._shares
+        for w in _WORD.findall(lowered):
+            if "’" in w:
+                w = w.replace("’", "'")
+            hit = shares.get(w)
+            if hit is not None:
+                share, langs = hit
                 for lg in langs:
                     scores[lg] += share
-            elif "'" in w or "’" in w:
+            elif "'" in w:
                 # Elision: l'IA, d'un, dell'utente
-                head = w.split("'")[0].split("’")[0]
+                head = w.split("'")[0]
                 if head in {"l", "d", "qu", "n", "s", "j", "c"}:
                     scores["fr"] += 0.7
                 elif head in {"dell", "all", "nell", "un", "sull", "dall"}:
                     scores["it"] += 0.7
-        for ch in self._letter_re.findall(text.lower()):
-            scores[self._letters[ch]] += 0.3
+        letters = self._letters
+        for ch in self._letter_re.findall(lowered):
+            scores[letters[ch]] += 0.3
         return scores
 
     def detect(self, text: str) -> str:
