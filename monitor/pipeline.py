@@ -313,7 +313,8 @@ class Pipeline:
             proc.join()
         order = {d.doc_id: i for i, d in enumerate(docs)}
         results.sort(key=lambda r: order.get(r.doc_id, 0))
-        missing = [d for d in docs if d.doc_id not in {r.doc_id for r in results}]
+        checked = {r.doc_id for r in results}
+        missing = [d for d in docs if d.doc_id not in checked]
         for doc in missing:  # a worker died: say so rather than pretend it was checked
             results.append(CheckResult(doc.doc_id, Outcome.ERROR, detail="worker process died"))
         return results

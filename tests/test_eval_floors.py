@@ -70,8 +70,8 @@ def test_development_sets_meet_the_floors() -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="held-out set: measured, not tuned on; French recall and the German negation "
-    "scope may fall below a floor",
+    reason="held-out set, measured and never tuned on: French ai_training precision 0.88 "
+    "and recall 0.78 are below the 0.90 / 0.80 floors",
 )
 def test_held_out_set_meets_the_floors() -> None:
     report = evaluate(_labels("labels_test.jsonl"))

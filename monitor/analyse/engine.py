@@ -486,8 +486,10 @@ def _eval(c: CompiledCondition, text: str, hits: list[Span]) -> bool:
     if c.op == "near":
         assert c.near is not None
         a_hits = [mm.span() for mm in c.near[0].finditer(text) if mm.end() > mm.start()]
+        if not a_hits:  # the (rarer, by convention) first side decides most units
+            return False
         b_hits = [mm.span() for mm in c.near[1].finditer(text) if mm.end() > mm.start()]
-        runs = _WordRuns(text) if a_hits and b_hits else None
+        runs = _WordRuns(text) if b_hits else None
         for a in a_hits:
             for b in b_hits:
                 lo, hi = (a[1], b[0]) if a[0] <= b[0] else (b[1], a[0])
