@@ -696,6 +696,285 @@ def search(
         console.print(passage)
 
 
+# --- analyse, eval, rules (the analyser on its own) --------------------------------------
+
+_rules_option = click.option(
+    "--rules",
+    "rule_paths",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Rule pack file or folder to use instead of the built-in packs (repeatable).",
+)
+
+
+def _packs(rule_paths: tuple[str, ...]) -> list[Any]:
+    from monitor.analyse import load_packs
+
+    return load_packs([Path(p) for p in rule_paths] if rule_paths else None)
+
+
+def _open_input(name: str) -> Any:
+    if name == "-":
+        return click.get_text_stream("stdin", encoding="utf-8", errors="replace")
+    try:
+        return open(name, encoding="utf-8", errors="replace")  # the caller closes it
+    except OSError as exc:
+        raise MonitorError(f"{name}: cannot read: {exc.strerror}") from exc
+
+
+def _document_text(name: str, raw: str) -> str:
+    """The block text the pipeline would analyse: HTML and OTA Markdown go through extract."""
+    from monitor.analyse import looks_like_html
+    from monitor.extract import extract_html, extract_markdown
+
+    suffix = Path(name).suffix.lower()
+    if suffix in {".html", ".htm"} or (suffix == "" and looks_like_html(raw)):
+        return extract_html(raw).text
+    if suffix in {".md", ".markdown"}:
+        return extract_markdown(raw).text
+    return raw
+
+
+def _highlighted(text: str, spans: list[Any]) -> Any:
+    from rich.text import Text
+
+    out = Text(text)
+    for sp in spans:
+        style = "bold red" if sp.role == "negation" else "bold"
+        out.stylize(style, sp.start, sp.end)
+    return out
+
+
+def _print_analysis(name: str, a: Any) -> None:
+    console = _stdout_console()
+    verdict = "ALERT" if a.alert else "no alert"
+    console.print(
+        f"{name}: {a.lang}, {a.unit_count} units. AI training: "
+        f"{'yes' if a.ai_training else 'no'}, consent: {a.consent.value}, "
+        f"negated: {'yes' if a.negated else 'no'} -> {verdict}",
+        markup=False,
+        highlight=False,
+    )
+    for f in a.findings:
+        where = " > ".join(f.heading_path) or "(no heading)"
+        flags = [f.category]
+        if f.category == "ai_training":
+            flags.append(f"training {'yes' if f.ai_training else 'no'}")
+            flags.append(f"consent {f.consent.value}")
+            if f.negated:
+                flags.append("negated")
+        console.print("")
+        console.print(
+            f"[{f.pack}/{f.rule_id}] unit {f.unit_index} [{f.lang}] {', '.join(flags)}",
+            markup=False,
+            highlight=False,
+        )
+        console.print(f"  in: {where}", markup=False, highlight=False)
+        if f.consent_cues:
+            console.print(
+                f"  consent wording: {'; '.join(f.consent_cues)}", markup=False, highlight=False
+            )
+        line = _highlighted(f.unit_text, f.spans)
+        line.pad_left(2)
+        console.print(line, highlight=False)
+
+
+@cli.command()
+@click.argument("file", default="-", required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "text"]),
+    default="text",
+    show_default=True,
+    help="Output of a whole-document analysis.",
+)
+@click.option(
+    "--jsonl",
+    is_flag=True,
+    help='Read one {"id", "text"} object per line, write one result object per line.',
+)
+@_rules_option
+@_handle_errors
+def analyse(file: str, fmt: str, jsonl: bool, rule_paths: tuple[str, ...]) -> None:
+    """Analyse a text, Markdown or HTML file (or - for standard input) for AI-training
+    clauses and their consent regime; with --jsonl, one unit per input line."""
+    from monitor.analyse import analyse_text, analyse_unit
+
+    packs = _packs(rule_paths)
+    if not jsonl:
+        with _open_input(file) as fh:
+            raw = fh.read()
+        a = analyse_text(_document_text(file, raw), packs)
+        if fmt == "json":
+            click.echo(json.dumps(a.to_dict(), ensure_ascii=False, indent=2))
+        else:
+            _print_analysis(file, a)
+        return
+    # One output line per input line, in order and flushed as it goes, so a caller can zip
+    # outputs with inputs and a long run can be followed; a bad line is reported in place.
+    name = "<stdin>" if file == "-" else file
+    bad = 0
+    with _open_input(file) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            obj: Any = None
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                    raise ValueError('expected an object with a string "text"')
+            except ValueError as exc:
+                bad += 1
+                click.echo(f"{name}:{lineno}: {exc}", err=True)
+                ident = obj.get("id") if isinstance(obj, dict) else None
+                row = {"id": ident, "error": str(exc), "line": lineno}
+                click.echo(json.dumps(row, ensure_ascii=False))
+                continue
+            lang = obj.get("lang") if isinstance(obj.get("lang"), str) else None
+            a = analyse_unit(obj["text"], packs, lang=lang)
+            out = a.to_dict()
+            del out["units"]
+            click.echo(json.dumps({"id": obj.get("id"), **out}, ensure_ascii=False))
+            sys.stdout.flush()
+    if bad:
+        click.echo(f"error: {bad} line(s) could not be analysed", err=True)
+        sys.exit(1)
+
+
+@cli.command("eval")
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option(
+    "--detect-lang",
+    is_flag=True,
+    help="Ignore the labels' lang field and let the analyser detect each unit's language.",
+)
+@click.option(
+    "--errors",
+    "max_errors",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="How many errors to list.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics and errors as JSON.")
+@_rules_option
+@_handle_errors
+def eval_(
+    labels: str, detect_lang: bool, max_errors: int, as_json: bool, rule_paths: tuple[str, ...]
+) -> None:
+    """Score the analyser against hand-labelled units (one JSON object per line: id, text,
+    ai_training, consent, negated, optional lang and alert)."""
+    from monitor.analyse import analyse_unit
+    from monitor.evaluate import evaluate
+    from monitor.models import Analysis
+
+    packs = _packs(rule_paths)
+    rows: list[dict[str, Any]] = []
+    with _open_input(labels) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise MonitorError(f"{labels}:{lineno}: invalid JSON: {exc}") from exc
+            missing = [k for k in ("text", "ai_training") if k not in obj]
+            if not isinstance(obj, dict) or missing:
+                raise MonitorError(f"{labels}:{lineno}: missing {', '.join(missing) or 'fields'}")
+            rows.append(obj)
+    if not rows:
+        raise MonitorError(f"{labels}: no labelled lines")
+
+    def predict(text: str, lang: str | None) -> Analysis:
+        return analyse_unit(text, packs, lang=None if detect_lang else lang)
+
+    result = evaluate(rows, predict)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(result.format_text(max_errors=max_errors))
+
+
+@cli.group()
+def rules() -> None:
+    """Rule packs: list them, run their examples."""
+
+
+@rules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the packs as JSON.")
+@_rules_option
+@_handle_errors
+def rules_list(as_json: bool, rule_paths: tuple[str, ...]) -> None:
+    """The rule packs, with their rules, languages and examples."""
+    packs = _packs(rule_paths)
+    rows = [
+        {
+            "id": p.id,
+            "title": p.title,
+            "engine": p.engine,
+            "category": p.category,
+            "severity": p.severity,
+            "languages": list(p.languages),
+            "rules": [r.id for r in p.rules],
+            "examples": {k: len(v) for k, v in p.examples.items()},
+            "path": str(p.path) if p.path else None,
+        }
+        for p in packs
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(show_edge=False)
+    for col in ("pack", "engine", "category", "severity", "languages", "rules", "examples"):
+        table.add_column(col)
+    for r in rows:
+        ex = r["examples"]
+        table.add_row(
+            f"{r['id']}\n{r['title']}",
+            r["engine"],
+            r["category"],
+            r["severity"],
+            " ".join(r["languages"]),
+            "\n".join(r["rules"]),
+            f"{ex.get('match', 0)} match / {ex.get('no_match', 0)} no match",
+        )
+    _stdout_console().print(table)
+
+
+@rules.command("test")
+@click.argument("pack_ids", nargs=-1)
+@click.option("--all", "verbose", is_flag=True, help="List passing examples too.")
+@_rules_option
+@_handle_errors
+def rules_test(pack_ids: tuple[str, ...], verbose: bool, rule_paths: tuple[str, ...]) -> None:
+    """Run every pack's examples (texts that must match, texts that must not); exit status 1
+    when one fails."""
+    from monitor.analyse import run_pack_examples
+
+    packs = _packs(rule_paths)
+    if pack_ids:
+        unknown = sorted(set(pack_ids) - {p.id for p in packs})
+        if unknown:
+            raise MonitorError(f"no rule pack {', '.join(unknown)}")
+        packs = [p for p in packs if p.id in pack_ids]
+    failed = total = 0
+    for pack in packs:
+        results = run_pack_examples(pack)
+        bad = [r for r in results if not r.passed]
+        total += len(results)
+        failed += len(bad)
+        click.echo(f"{pack.id}: {len(results) - len(bad)}/{len(results)} examples pass")
+        for r in results if verbose else bad:
+            mark = "ok  " if r.passed else "FAIL"
+            click.echo(f"  {mark} {r.kind} #{r.index} [{r.lang or '-'}] {r.text}")
+            if not r.passed:
+                click.echo(f"       expected {r.expected}, got {r.got}")
+    click.echo(f"{total - failed}/{total} examples pass in {len(packs)} pack(s)")
+    if failed:
+        sys.exit(1)
+
+
 # --- demo ------------------------------------------------------------------------------
 
 

@@ -179,7 +179,7 @@ class EvalReport:
         head = (
             f"{'lang':<5} {'n':>4}  {'AI P':>5} {'AI R':>5} {'AI F1':>5}  "
             f"{'al P':>5} {'al R':>5} {'al F1':>5}  {'cons':>5} {'cons4':>5} "
-            f"{'optinP':>6}  {'neg err':>7}"
+            f"{'optinP':>6}  {'neg acc':>7} {'neg err':>7}"
         )
         lines = [head, "-" * len(head)]
         rows = [*sorted(self.by_lang.items()), ("ALL", self.overall)]
@@ -189,12 +189,13 @@ class EvalReport:
                 f"{name:<5} {m.n:>4}  {f(m.ai_training.precision):>5} {f(m.ai_training.recall):>5} "
                 f"{f(m.ai_training.f1):>5}  {f(m.alert.precision):>5} {f(m.alert.recall):>5} "
                 f"{f(m.alert.f1):>5}  {f(m.consent_accuracy):>5} {f(m.consent_accuracy_4way):>5} "
-                f"{f(m.opt_in_precision):>6}  {neg:>7}"
+                f"{f(m.opt_in_precision):>6}  {f(m.negated_accuracy):>7} {neg:>7}"
             )
         lines.append("")
         lines.append(
             "AI = ai_training, al = alert, cons = consent accuracy where gold and predicted "
             "ai_training are true, cons4 = 4-way consent accuracy, optinP = opt-in precision, "
+            "neg acc = negated accuracy over every unit, "
             "neg err = gold-negated units with a wrong negated flag"
         )
         if self.errors:
@@ -231,10 +232,11 @@ def evaluate(labels: Iterable[dict[str, Any]], predict: Predict | None = None) -
     by_lang: dict[str, Metrics] = {}
     errors: list[EvalError] = []
     for label in labels:
-        lang = label.get("lang") or "und"
         text = str(label["text"])
         gold = _gold(label)
         a = run(text, label.get("lang"))
+        # Unlabelled languages are grouped by the detected one, not lumped into "und".
+        lang = label.get("lang") or a.lang
         pred = {
             "ai_training": a.ai_training,
             "consent": a.consent.value,

@@ -199,6 +199,18 @@ class Analysis:
     def alert(self) -> bool:
         return self.ai_training and self.consent != Consent.OPT_IN
 
+    def to_dict(self) -> dict[str, Any]:
+        """The shape of ``analyse --format json`` and of each ``analyse --jsonl`` line."""
+        return {
+            "lang": self.lang,
+            "ai_training": self.ai_training,
+            "consent": self.consent.value,
+            "negated": self.negated,
+            "alert": self.alert,
+            "units": self.unit_count,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
 
 class ChangeKind(StrEnum):
     EQUAL = "equal"
