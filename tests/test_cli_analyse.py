@@ -10,7 +10,9 @@ from click.testing import CliRunner
 from monitor.cli import cli
 
 TRAINS = "We may use your posts and public information to train our generative AI models."
-TRAINS_FR = "Nous utilisons vos publications pour entraîner nos modèles d'IA, sauf si vous vous y opposez."
+TRAINS_FR = (
+    "Nous utilisons vos publications pour entraîner nos modèles d'IA, sauf si vous vous y opposez."
+)
 DENIES = "We do not use the content of your private messages to train our AI models."
 PLAIN = "You can change your password at any time in the account settings."
 
