@@ -30,6 +30,8 @@ def test_sentences_split_on_terminal_punctuation() -> None:
         "Wir verarbeiten Daten, z. B. Beiträge, d. h. Inhalte, bzw. Kommentare nach Abs. 2.",
         "Nous traitons des données, p. ex. vos messages, selon l'art. 6 du RGPD.",
         "Trattiamo dati, ad es. foto, video ecc. per migliorare il servizio.",
+        "Nous nous fondons sur l'art. 6 par. 1 point f du RGPD pour ce traitement.",
+        "Wir verarbeiten Ihre Beiträge gem. Art. 6 Abs. 1 lit. f DSGVO für dieses Training.",
     ],
 )
 def test_abbreviations_and_legal_references_do_not_split(sentence: str) -> None:

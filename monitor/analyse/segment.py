@@ -32,8 +32,8 @@ _ABBREVIATIONS = frozenset(
     no. nos. nr. art. arts. para. paras. sec. secs. ss. cf. vs. v. viz. approx. incl. excl.
     mr. mrs. ms. dr. prof. st. jr. sr. fig. vol. pp. p. ch. ed. eds. ref. reg. dir. ibid.
     u.s. u.k. u.s.a. e.u. a.m. p.m. jan. feb. mar. apr. jun. jul. aug. sep. sept. oct. nov. dec.
-    z.b. z. b. d.h. d. h. bzw. abs. ggf. vgl. u.a. usw. ca. s. nr. lit. bspw. inkl. evtl.
-    p.ex. ex. cf. ex. env. mme. mlle. m. al. av. chap. art.
+    z.b. z. b. d.h. d. h. bzw. abs. ggf. vgl. u.a. usw. ca. s. nr. lit. bspw. inkl. evtl. gem. ziff.
+    p.ex. ex. cf. ex. env. mme. mlle. m. al. av. chap. art. par. paragr.
     ecc. es. pag. sig. sigg. dott. ecc. cfr. n. c.d. d.lgs. lett. co.
     p.ej. ej. sr. sra. núm. pág. etc. arts. apdo. dña. d. ud. uds. vd.
     bijv. bv. o.a. m.b.t. nl. blz. nr. d.w.z. t.a.v. enz.
