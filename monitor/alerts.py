@@ -40,7 +40,9 @@ from monitor.models import Analysis, Consent, Finding, Span
 from monitor.store import Store, Version, iso
 
 __all__ = [
+    "EMAILABLE_ORIGINS",
     "OPT_IN_WORDING",
+    "ORIGINS",
     "AlertDecision",
     "AlertRow",
     "AlertType",
@@ -49,6 +51,12 @@ __all__ = [
     "opt_in_wording",
     "record_alerts",
 ]
+
+
+# Where an alert came from (``alerts.origin``). Only the e-mailable ones reach subscribers:
+# imported history is not news, unless the import was asked to notify (issue 6).
+ORIGINS = ("check", "import", "import-notify")
+EMAILABLE_ORIGINS = ("check", "import-notify")
 
 
 class AlertType(StrEnum):
@@ -156,6 +164,11 @@ class AlertRow:
     unit_text: str | None
     summary: str
     evidence: dict[str, Any]
+    origin: str = "check"
+
+    @property
+    def emailable(self) -> bool:
+        return self.origin in EMAILABLE_ORIGINS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +186,7 @@ class AlertRow:
             "unit_text": self.unit_text,
             "summary": self.summary,
             "evidence": self.evidence,
+            "origin": self.origin,
         }
 
 
@@ -696,12 +710,20 @@ def record_alerts(
     version: Version,
     prev_analysis: Analysis | None,
     analysis: Analysis,
+    *,
+    origin: str | None = None,
 ) -> list[int]:
     """The pipeline's alert hook: decide the alerts for a new version and store them.
 
     Runs inside the caller's transaction (or its own). Returns the new alert ids. An alert
     whose (document, type, clause_key) already exists is skipped, never duplicated.
+    ``origin`` (one of :data:`ORIGINS`) defaults to ``check`` for a fetched version and
+    ``import`` for an imported one.
     """
+    if origin is None:
+        origin = "import" if version.source == "import" else "check"
+    if origin not in ORIGINS:
+        raise ValueError(f"unknown alert origin {origin!r}")
     with store.transaction():
         if prev_version is not None and prev_analysis is None:
             prev_analysis = store.analysis(prev_version)
@@ -719,8 +741,8 @@ def record_alerts(
             }
             cur = store.conn.execute(
                 "INSERT OR IGNORE INTO alerts (document_id, type, severity, version_id, "
-                "prev_version_id, created_at, clause_key, unit_text, summary, evidence) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "prev_version_id, created_at, clause_key, unit_text, summary, evidence, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     doc_id,
                     d.type.value,
@@ -732,6 +754,7 @@ def record_alerts(
                     d.unit_text,
                     d.summary,
                     json.dumps(evidence, ensure_ascii=False),
+                    origin,
                 ),
             )
             if cur.rowcount and cur.lastrowid is not None:
@@ -774,6 +797,7 @@ def _row(r: dict[str, Any]) -> AlertRow:
         unit_text=r["unit_text"],
         summary=r["summary"],
         evidence=evidence if isinstance(evidence, dict) else {},
+        origin=r.get("origin") or "check",
     )
 
 

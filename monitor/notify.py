@@ -65,6 +65,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from monitor.alerts import EMAILABLE_ORIGINS
 from monitor.config import SmtpSettings, slug
 from monitor.errors import ConfigError, NotFound, StoreError
 from monitor.store import Store, iso, utcnow
@@ -293,10 +294,13 @@ def enqueue_alert(
 
     Returns the ids of the rows created; an alert already queued for a subscriber is skipped,
     so calling this twice queues nothing more. Daily-digest subscribers get it in their digest.
+    An alert from imported history (origin ``import``) is never e-mailed: nothing is queued.
     """
     alert = _load_alerts(store, "a.id = ?", (alert_id,))
     if not alert:
         raise NotFound(f"no alert with id {alert_id}")
+    if alert[0].get("origin", "check") not in EMAILABLE_ORIGINS:
+        return []
     view = _alert_view(alert[0], base_url=base_url, reports_dir=reports_dir)
     env = _environment()
     created: list[int] = []
@@ -349,10 +353,18 @@ def enqueue_digests(
             )
             if last and last["at"] and _parse_iso(last["at"]) > current - _DIGEST_MIN_GAP:
                 continue
+            # Imported history (origin "import") is not news: never in a digest.
+            emailable = f"a.origin IN ({', '.join('?' for _ in EMAILABLE_ORIGINS)})"
             if last and last["alert_id"] is not None:
-                rows = _load_alerts(store, "a.id > ?", (last["alert_id"],))
+                rows = _load_alerts(
+                    store, f"a.id > ? AND {emailable}", (last["alert_id"], *EMAILABLE_ORIGINS)
+                )
             else:
-                rows = _load_alerts(store, "a.created_at >= ?", (sub.created_at,))
+                rows = _load_alerts(
+                    store,
+                    f"a.created_at >= ? AND {emailable}",
+                    (sub.created_at, *EMAILABLE_ORIGINS),
+                )
             views = [
                 _alert_view(r, base_url=base_url, reports_dir=reports_dir)
                 for r in rows

@@ -178,7 +178,12 @@ class Pipeline:
     ) -> list[int]:
         from monitor import alerts, notify
 
-        ids = alerts.record_alerts(store, doc_id, previous, version, prev_analysis, analysis)
+        origin = "check"
+        if version.source == "import":
+            origin = "import-notify" if self.notify else "import"
+        ids = alerts.record_alerts(
+            store, doc_id, previous, version, prev_analysis, analysis, origin=origin
+        )
         if self.notify:
             for alert_id in ids:
                 notify.enqueue_alert(

@@ -186,6 +186,20 @@ MIGRATIONS: list[str] = [
     END;
     INSERT INTO versions_fts (versions_fts) VALUES ('rebuild');
     """,
+    # where an alert came from, which decides whether it may be e-mailed (monitor/notify.py):
+    # 'check' (a fetch: yes), 'import' (backfilled history: never), 'import-notify' (an
+    # import run with --notify: yes). Alerts of older databases: an imported version's alert
+    # with no e-mail queued for it was an import without --notify.
+    """
+    ALTER TABLE alerts ADD COLUMN origin TEXT NOT NULL DEFAULT 'check';
+    UPDATE alerts SET origin = CASE
+        WHEN (SELECT source FROM versions WHERE versions.id = alerts.version_id) != 'import'
+            THEN 'check'
+        WHEN EXISTS (SELECT 1 FROM deliveries WHERE deliveries.alert_id = alerts.id)
+            THEN 'import-notify'
+        ELSE 'import'
+    END;
+    """,
 ]
 
 

@@ -93,20 +93,29 @@ def test_index_follows_inserts_and_deletes(imported: Store) -> None:
 
 
 def test_migration_indexes_versions_stored_before_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    from monitor.store import _split_sql
+
     fts = next(i for i, m in enumerate(MIGRATIONS) if "versions_fts" in m)
-    if fts != len(MIGRATIONS) - 1:
-        pytest.skip("a later migration exists; rolling back to before the FTS one is not safe")
     db = tmp_path / "old.db"
-    with Store(db) as store:
-        import_tree(Pipeline(default_config(), store, notify=False), HISTORY)
-        for statement in (
-            "DROP TRIGGER versions_fts_insert",
-            "DROP TRIGGER versions_fts_delete",
-            "DROP TRIGGER versions_fts_update",
-            "DROP TABLE versions_fts",
-            f"PRAGMA user_version={fts}",
-        ):
-            store.conn.execute(statement)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for script in MIGRATIONS[:fts]:
+        for statement in _split_sql(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={fts}")
+    day = "2024-01-01T00:00:00Z"
+    conn.execute(
+        "INSERT INTO documents VALUES ('q/privacy-policy', 'Q', 'privacy-policy', 'u', ?)", (day,)
+    )
+    texts = ("We are based in Finland.", "We are based in Finland and Ireland.", "Ireland only.")
+    for n, text in enumerate(texts, 1):
+        conn.execute(
+            "INSERT INTO versions (document_id, number, sha256, text, first_seen, last_seen, "
+            "source) VALUES ('q/privacy-policy', ?, ?, ?, ?, ?, 'import')",
+            (n, str(n), text, day, day),
+        )
+    conn.close()
     with Store(db) as store:
         assert store.schema_version == len(MIGRATIONS)
         assert {h.version for h in search(store, "Ireland")} == {2, 3}
