@@ -592,10 +592,12 @@ def import_dir(app: AppContext, path: str, notify_: bool, workers: int, as_json:
                 )
         else:
             result = import_tree(pipeline, Path(path), workers=workers)
-        if notify_ and result.alert_ids:
-            pipeline.publish()
+        # Pages, index and feed always (they list every alert); e-mail only with --notify.
+        pipeline.publish()
+    index = app.config.reports_path / "alerts" / "index.html"
     if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        summary = result.to_dict() | {"alerts_index": str(index)}
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
         return
     for problem in result.problems:
         err.print(f"[yellow]skipped[/] {problem}", highlight=False, markup=True, soft_wrap=True)
@@ -605,6 +607,7 @@ def import_dir(app: AppContext, path: str, notify_: bool, workers: int, as_json:
         f"{result.skipped} skipped, {result.suspect} suspect, {result.alerts} alerts "
         f"in {result.seconds:.1f} s ({result.versions_per_second:.0f} versions/s)"
     )
+    click.echo(f"alert pages: {index}")
 
 
 @cli.command()

@@ -195,8 +195,9 @@ class Pipeline:
         return ids
 
     def publish(self) -> PublishResult:
-        """After a pass: write the pages of new alerts (and the index and feed), queue the
-        daily digests that are due, and deliver what waits in the outbox."""
+        """After a pass (or an import): write the pages of new alerts and of any alert
+        without one, the index and the feed; with ``notify``, queue the daily digests that
+        are due and deliver what waits in the outbox."""
         from monitor import notify, pages
 
         written = pages.write_alert_pages(

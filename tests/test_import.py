@@ -117,16 +117,37 @@ def test_failed_capture_in_the_archive_is_suspect_not_a_version(
     ]
 
 
-def test_cli_import_dir_json_summary(tmp_path: Path) -> None:
+def test_cli_import_dir_json_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # without a config, the pages go to ./reports
     db = tmp_path / "cli.db"
     runner = CliRunner()
     out = runner.invoke(cli, ["--db", str(db), "import", "dir", str(HISTORY), "--json"])
     assert out.exit_code == 0, out.output
     summary = json.loads(out.output)
     assert (summary["documents"], summary["new_versions"], summary["alerts"]) == (3, 8, 1)
+    assert summary["alerts_index"] == str(tmp_path / "reports" / "alerts" / "index.html")
+    assert (tmp_path / "reports" / "alerts" / "1.html").is_file()
     human = runner.invoke(cli, ["--db", str(db), "import", "dir", str(HISTORY), "--workers", "1"])
     assert human.exit_code == 0, human.output
     assert "0 new versions" in human.output and "9 files" in human.output
+
+
+def test_cli_import_publishes_the_pages_of_imported_alerts(tmp_path: Path) -> None:
+    from bs4 import BeautifulSoup
+
+    config = tmp_path / "config.yaml"
+    config.write_text("database: research.db\nreports_dir: out\n", encoding="utf-8")
+    out = CliRunner().invoke(cli, ["--config", str(config), "import", "dir", str(HISTORY)])
+    assert out.exit_code == 0, out.output
+    alerts = tmp_path / "out" / "alerts"
+    index = BeautifulSoup((alerts / "index.html").read_text(encoding="utf-8"), "lxml")
+    hrefs = [a["href"] for a in index.select("#alerts tbody a")]
+    assert hrefs == ["1.html"]  # the one alert of the history (see test above)
+    assert "train" in (alerts / "1.html").read_text(encoding="utf-8")
+    assert (tmp_path / "out" / "alerts.atom").is_file()
+    assert str(alerts / "index.html") in out.output
+    with Store(tmp_path / "research.db") as store:  # pages, but still no e-mail
+        assert store.query("SELECT count(*) AS n FROM deliveries") == [{"n": 0}]
 
 
 def test_cli_import_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
