@@ -466,7 +466,8 @@ def notify(app: AppContext, resend_unknown: bool, retry_failed: bool) -> None:
         if config.smtp is None:
             counts = notify_stage.outbox_counts(store)
             raise MonitorError(f"no 'smtp:' section in the config; outbox: {counts}")
-        report = notify_stage.deliver_pending(store, config.smtp)
+        # An operator asking now: try the server even while the outbox backs off.
+        report = notify_stage.deliver_pending(store, config.smtp, force=True)
     click.echo(report.summary())
 
 

@@ -136,8 +136,14 @@ class SmtpSettings(_Strict):
     password: str | None = None
     sender: str = "policy-monitor@localhost"
     timeout: Duration = 30.0
-    retries: int = Field(5, ge=0)  # delivery attempts before a row is marked failed
-    backoff: Duration = 60.0
+    backoff: Duration = 60.0  # first wait after a failure; doubles each time
+    max_backoff: Duration = 3600.0  # ... up to this
+    # A message is given up (failed) only when refused with a 5xx, or when it still cannot be
+    # delivered this long after it was queued: an outage costs no message its chance.
+    give_up_after: Duration = 3 * 86400.0
+    # Ignored: delivery attempts are no longer counted (give_up_after decides). Accepted so
+    # that configs written for earlier versions still load.
+    retries: int | None = Field(None, ge=0)
 
 
 class SuspectSettings(_Strict):

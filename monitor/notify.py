@@ -19,12 +19,18 @@ Outbox semantics
     * :func:`deliver_pending` sends the rows that are due, over one SMTP connection (reconnected
       when it drops). For each row: mark ``sending`` (committed), hand the message to the
       server, mark ``sent`` (committed).
-    * A failure before the server accepted the message (connection refused, timeout, a 4xx
-      reply, a dropped connection before DATA) puts the row back to ``pending`` with
-      ``attempts`` + 1, ``last_error`` and ``next_attempt_at = now + backoff * 2^(attempts-1)``.
-      After ``smtp.retries`` attempts the row is ``failed``. A 5xx refusal of the recipient or
-      of the message is ``failed`` at once. Failed rows are kept and visible; :func:`retry_failed`
-      queues them again.
+    * A failure of the *server* (connection refused, timeout, a 4xx or 5xx greeting, TLS or
+      login failure, a refused sender, a 421 reply) costs no message anything: the rows stay
+      ``pending`` as they were (``last_error`` says why) and the whole outbox backs off.
+      The ``smtp_state`` row remembers the outage across runs; runs before its ``retry_at``
+      (``backoff * 2^(failures-1)``, at most ``smtp.max_backoff``) return without connecting,
+      unless forced (``notify``). The first run that gets a session clears it.
+    * A failure of *one message*: a 5xx refusal of its recipient or of its data fails the row
+      at once; a 4xx puts it back to ``pending`` with its own backoff (same formula, by its
+      ``attempts``). A connection dropped before DATA sends nothing: the row waits for the next
+      run. A row is also ``failed`` when a delivery fails while it has waited more than
+      ``smtp.give_up_after`` (default 3 days) since it was queued. Failed rows are kept and
+      visible; :func:`retry_failed` queues them again (with a new give-up clock).
     * At most once, never silently lost. The one ambiguous moment is after the message data
       was handed over and before the row is marked ``sent``: the server may have accepted it.
       A row found in ``sending`` by the next run (the process died there), or whose DATA
@@ -716,16 +722,25 @@ class DeliveryReport:
 
     sent: int = 0
     deferred: int = 0  # back to pending, will be retried
-    failed: int = 0  # given up (5xx or out of retries)
+    failed: int = 0  # given up (a 5xx for that message, or undelivered for give_up_after)
     unknown: int = 0  # newly found in doubt this run (see the module docstring)
     unknown_total: int = 0  # rows waiting for the operator's decision, this run's included
     busy: bool = False  # another process was delivering; this run did nothing
+    server_down: str | None = None  # the server could not take mail: why
+    down_since: str | None = None  # when that started (the first failed run)
+    retry_at: str | None = None  # when the next run will try the server again
+    waiting: int = 0  # rows pending while the server is down
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.busy:
             return "another process is delivering the outbox; nothing done"
         text = f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}"
+        if self.server_down:
+            text += (
+                f"; SMTP server unavailable since {self.down_since} ({self.server_down}):"
+                f" {self.waiting} e-mail(s) wait, next try at {self.retry_at}"
+            )
         if self.unknown_total:
             text += (
                 f"; {self.unknown_total} e-mail(s) in doubt (the process stopped while sending):"
@@ -735,8 +750,13 @@ class DeliveryReport:
         return text
 
 
-class _Unreachable(Exception):
-    """The SMTP server could not be reached or refused the session."""
+class _ServerDown(Exception):
+    """The server cannot take any mail now (unreachable, 421, TLS or login failure, sender
+    refused): the whole run backs off, no message is charged for it."""
+
+
+class _Dropped(Exception):
+    """The connection broke before the message data was sent: nothing was handed over."""
 
 
 class _InDoubt(Exception):
@@ -744,6 +764,8 @@ class _InDoubt(Exception):
 
 
 class _Refused(Exception):
+    """The server refused this one message (its recipient or its content)."""
+
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
@@ -757,19 +779,17 @@ class _Link:
         self._sleep = sleep
         self._conn: smtplib.SMTP | None = None
         self._dropped = False
-        self.down: str | None = None  # set once the server is unreachable for this batch
+        self.connected = False  # the server took a session at least once in this run
 
     def get(self) -> smtplib.SMTP:
-        if self.down is not None:
-            raise _Unreachable(self.down)
         if self._conn is None:
             if self._dropped:
                 self._sleep(_RECONNECT_PAUSE)
             try:
                 self._conn = _connect(self._smtp)
             except (OSError, smtplib.SMTPException) as exc:
-                self.down = _describe(exc)
-                raise _Unreachable(self.down) from None
+                raise _ServerDown(_describe(exc)) from None
+            self.connected = True
         return self._conn
 
     def drop(self) -> None:
@@ -787,14 +807,18 @@ class _Link:
 
 
 def _connect(smtp: SmtpSettings) -> smtplib.SMTP:
-    context = ssl.create_default_context()
+    # Loading the system CA store takes a tenth of a second: only when TLS is used.
+    context = ssl.create_default_context() if smtp.ssl or smtp.starttls else None
     conn: smtplib.SMTP
     if smtp.ssl:
         conn = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=context)
     else:
         conn = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
     try:
-        conn.ehlo()
+        code, reply = conn.ehlo()
+        if code != 250:
+            # A 4xx / 5xx greeting or EHLO reply: the server takes no mail now.
+            raise smtplib.SMTPResponseException(code, reply)
         if smtp.starttls and not smtp.ssl:
             conn.starttls(context=context)
             conn.ehlo()
@@ -807,20 +831,32 @@ def _connect(smtp: SmtpSettings) -> smtplib.SMTP:
     return conn
 
 
+# 421: "service not available, closing transmission channel" (RFC 5321): the server's state,
+# not a verdict on the message at hand.
+_SERVICE_UNAVAILABLE = 421
+
+
 def _send(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
-    """Hand one message to the server; raises _Refused, _InDoubt or a connection error."""
-    code, reply = conn.mail(_bare_address(sender))
-    if code != 250:
-        _reset(conn)
-        # A refused sender is a configuration problem, not this message's: keep retrying.
-        raise _Refused(f"sender refused: {code} {_reply(reply)}", permanent=False)
-    code, reply = conn.rcpt(recipient)
+    """Hand one message to the server; raises _Refused, _ServerDown, _Dropped or _InDoubt."""
+    try:
+        code, reply = conn.mail(_bare_address(sender))
+        if code != 250:
+            _reset(conn)
+            # A refused sender is a configuration problem, not this message's.
+            raise _ServerDown(f"sender refused: {code} {_reply(reply)}")
+        code, reply = conn.rcpt(recipient)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _Dropped(_describe(exc)) from None
+    if code == _SERVICE_UNAVAILABLE:
+        raise _ServerDown(f"{code} {_reply(reply)}")
     if code not in (250, 251):
         _reset(conn)
         raise _Refused(f"recipient refused: {code} {_reply(reply)}", permanent=code >= 500)
     try:
         code, reply = conn.data(data)
     except smtplib.SMTPDataError as exc:
+        if exc.smtp_code == _SERVICE_UNAVAILABLE:
+            raise _ServerDown(f"{exc.smtp_code} {_reply(exc.smtp_error)}") from None
         _reset(conn)
         raise _Refused(
             f"message refused: {exc.smtp_code} {_reply(exc.smtp_error)}",
@@ -829,6 +865,8 @@ def _send(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
     except (OSError, smtplib.SMTPException) as exc:
         # The data may have reached the server, which may keep it: never resend on our own.
         raise _InDoubt(f"connection lost during DATA: {_describe(exc)}") from None
+    if code == _SERVICE_UNAVAILABLE:
+        raise _ServerDown(f"{code} {_reply(reply)}")
     if code != 250:
         _reset(conn)
         raise _Refused(f"message refused: {code} {_reply(reply)}", permanent=code >= 500)
@@ -850,6 +888,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _backoff(smtp: SmtpSettings, failures: int) -> dt.timedelta:
+    """Wait after the n-th failure in a row: ``backoff`` doubling, capped at ``max_backoff``."""
+    seconds = smtp.backoff * 2 ** min(max(failures - 1, 0), 40)
+    return dt.timedelta(seconds=min(seconds, smtp.max_backoff))
+
+
 def deliver_pending(
     store: Store,
     smtp: SmtpSettings,
@@ -857,36 +901,64 @@ def deliver_pending(
     now: dt.datetime | None = None,
     limit: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    force: bool = False,
 ) -> DeliveryReport:
     """Send the outbox rows that are due; see the module docstring for the guarantees.
 
-    Must not run inside :meth:`Store.transaction`: each status change has to be committed
-    on its own, before and after the send.
+    While the server is known to be down (a previous run failed to get a session), runs
+    before the backed-off retry time return at once without connecting, unless ``force``
+    (an operator's ``notify``). Must not run inside :meth:`Store.transaction`: each status
+    change has to be committed on its own, before and after the send.
     """
     if store.conn.in_transaction:
         raise StoreError("deliver_pending cannot run inside a database transaction")
     report = DeliveryReport()
+    current = now or utcnow()
     with _outbox_lock(store) as held:
         if not held:
             report.busy = True
             log.info("outbox: another process is delivering; skipping this run")
             return report
         report.unknown = _flag_interrupted(store, now)
-        rows = store.query(
-            "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, id" + (" LIMIT ?" if limit is not None else ""),
-            (iso(now or utcnow()), *((limit,) if limit is not None else ())),
-        )
-        link = _Link(smtp, sleep)
-        try:
-            for row in rows:
-                _deliver_one(store, smtp, link, row, now, report)
-        finally:
-            link.close()
+        state = store.query_one("SELECT * FROM smtp_state WHERE id = 1")
+        if state is not None and not force and iso(current) < state["retry_at"]:
+            _report_down(store, report, state)
+        else:
+            _deliver_due(store, smtp, current, limit, sleep, report)
         report.unknown_total = _count(store, "unknown")
     if report.unknown_total:
         log.warning("outbox: %s", report.summary())
     return report
+
+
+def _deliver_due(
+    store: Store,
+    smtp: SmtpSettings,
+    current: dt.datetime,
+    limit: int | None,
+    sleep: Callable[[float], None],
+    report: DeliveryReport,
+) -> None:
+    rows = store.query(
+        "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
+        "ORDER BY next_attempt_at, id" + (" LIMIT ?" if limit is not None else ""),
+        (iso(current), *((limit,) if limit is not None else ())),
+    )
+    if not rows:
+        return
+    link = _Link(smtp, sleep)
+    try:
+        for n, row in enumerate(rows):
+            try:
+                _deliver_one(store, smtp, link, row, current, report)
+            except _ServerDown as exc:
+                link.drop()
+                _server_failed(store, smtp, str(exc), rows[n:], current, report)
+                return
+        if link.connected:
+            store.conn.execute("DELETE FROM smtp_state")
+    finally:
+        link.close()
 
 
 def _deliver_one(
@@ -894,16 +966,12 @@ def _deliver_one(
     smtp: SmtpSettings,
     link: _Link,
     row: dict[str, Any],
-    now: dt.datetime | None,
+    current: dt.datetime,
     report: DeliveryReport,
 ) -> None:
+    conn = link.get()  # _ServerDown propagates: the run backs off, this row is not charged
     attempts = row["attempts"] + 1
-    try:
-        conn = link.get()
-    except _Unreachable as exc:
-        _record_failure(store, smtp, row, attempts, str(exc), False, now, report)
-        return
-    data = render_message(row, smtp.sender, date=now).as_bytes()
+    data = render_message(row, smtp.sender, date=current).as_bytes()
     # Committed before the first byte goes out: a crash from here on leaves a trace.
     claimed = store.conn.execute(
         "UPDATE deliveries SET status = 'sending', attempts = ? WHERE id = ? AND status = 'pending'",
@@ -914,7 +982,16 @@ def _deliver_one(
     try:
         _send(conn, smtp.sender, row["recipient"], data)
     except _Refused as exc:
-        _record_failure(store, smtp, row, attempts, str(exc), exc.permanent, now, report)
+        _record_failure(store, smtp, row, attempts, str(exc), exc.permanent, current, report)
+        return
+    except _ServerDown:
+        _unclaim(store, row)
+        raise
+    except _Dropped as exc:
+        # Nothing was handed over: the next row reconnects, this one waits for the next run.
+        link.drop()
+        _unclaim(store, row, f"connection lost before sending: {exc}")
+        report.deferred += 1
         return
     except _InDoubt as exc:
         link.drop()
@@ -922,17 +999,92 @@ def _deliver_one(
         report.unknown += 1
         report.errors.append(f"{row['recipient']}: {exc}")
         return
-    except (OSError, smtplib.SMTPException) as exc:
-        link.drop()
-        _record_failure(store, smtp, row, attempts, _describe(exc), False, now, report)
-        return
     if pause := os.environ.get(PAUSE_ENV):
         time.sleep(float(pause))
     store.conn.execute(
         "UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL WHERE id = ?",
-        (iso(now or utcnow()), row["id"]),
+        (iso(current), row["id"]),
     )
     report.sent += 1
+
+
+def _unclaim(store: Store, row: dict[str, Any], error: str | None = None) -> None:
+    """Back to pending as it was: a failure of the server, not of this message."""
+    store.conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = ?, "
+        "last_error = coalesce(?, last_error) WHERE id = ?",
+        (row["attempts"], error[:_MAX_ERROR] if error else None, row["id"]),
+    )
+
+
+def _expired(smtp: SmtpSettings, row: dict[str, Any], current: dt.datetime) -> bool:
+    queued = _parse_iso(row.get("queued_at") or row["created_at"])
+    return current - queued >= dt.timedelta(seconds=smtp.give_up_after)
+
+
+def _server_failed(
+    store: Store,
+    smtp: SmtpSettings,
+    error: str,
+    rows: Sequence[dict[str, Any]],
+    current: dt.datetime,
+    report: DeliveryReport,
+) -> None:
+    """The server took no mail: back off the whole outbox, charge no message for it, and
+    give up only the messages waiting for longer than ``give_up_after``."""
+    error = error[:_MAX_ERROR]
+    state = store.query_one("SELECT * FROM smtp_state WHERE id = 1")
+    failures = (state["failures"] if state else 0) + 1
+    down_since = state["down_since"] if state else iso(current)
+    retry_at = iso(current + _backoff(smtp, failures))
+    store.conn.execute(
+        "INSERT OR REPLACE INTO smtp_state (id, failures, down_since, retry_at, last_error) "
+        "VALUES (1, ?, ?, ?, ?)",
+        (failures, down_since, retry_at, error),
+    )
+    for row in rows:
+        if _expired(smtp, row, current):
+            _give_up(store, row, f"undelivered for {_duration(smtp.give_up_after)}: {error}")
+            report.failed += 1
+        else:
+            store.conn.execute(
+                "UPDATE deliveries SET last_error = ? WHERE id = ? AND status = 'pending'",
+                (error, row["id"]),
+            )
+            report.deferred += 1
+    report.errors.append(f"SMTP server: {error}")
+    log.warning(
+        "outbox: SMTP server unavailable (%s); %d failure(s) in a row since %s, next try at %s",
+        error,
+        failures,
+        down_since,
+        retry_at,
+    )
+    state = store.query_one("SELECT * FROM smtp_state WHERE id = 1")
+    assert state is not None
+    _report_down(store, report, state)
+
+
+def _report_down(store: Store, report: DeliveryReport, state: dict[str, Any]) -> None:
+    report.server_down = state["last_error"]
+    report.down_since = state["down_since"]
+    report.retry_at = state["retry_at"]
+    report.waiting = _count(store, "pending")
+
+
+def _give_up(store: Store, row: dict[str, Any], error: str, attempts: int | None = None) -> None:
+    store.conn.execute(
+        "UPDATE deliveries SET status = 'failed', attempts = ?, last_error = ? WHERE id = ?",
+        (row["attempts"] if attempts is None else attempts, error[:_MAX_ERROR], row["id"]),
+    )
+    log.warning("outbox: gave up on e-mail %s to %s: %s", row["id"], row["recipient"], error)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _record_failure(
@@ -942,30 +1094,24 @@ def _record_failure(
     attempts: int,
     error: str,
     permanent: bool,
-    now: dt.datetime | None,
+    current: dt.datetime,
     report: DeliveryReport,
 ) -> None:
+    """This message was refused: at once for good (5xx), or for now (4xx) until it has waited
+    ``give_up_after``; its own retries back off like the server's."""
     error = error[:_MAX_ERROR]
     report.errors.append(f"{row['recipient']}: {error}")
-    give_up = permanent or attempts >= max(smtp.retries, 1)
-    current = now or utcnow()
-    retry_at = current + dt.timedelta(seconds=smtp.backoff * 2 ** (attempts - 1))
-    store.conn.execute(
-        "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ? "
-        "WHERE id = ?",
-        (
-            "failed" if give_up else "pending",
-            attempts,
-            iso(current if give_up else retry_at),
-            error,
-            row["id"],
-        ),
-    )
-    if give_up:
+    if permanent or _expired(smtp, row, current):
+        reason = error if permanent else f"undelivered for {_duration(smtp.give_up_after)}: {error}"
+        _give_up(store, row, reason, attempts)
         report.failed += 1
-        log.warning("outbox: gave up on e-mail %s to %s: %s", row["id"], row["recipient"], error)
-    else:
-        report.deferred += 1
+        return
+    store.conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = ?, next_attempt_at = ?, "
+        "last_error = ? WHERE id = ?",
+        (attempts, iso(current + _backoff(smtp, attempts)), error, row["id"]),
+    )
+    report.deferred += 1
 
 
 def _set_unknown(store: Store, row_id: int, why: str) -> None:
@@ -1065,10 +1211,13 @@ def _requeue(
     store: Store, status: str, ids: Iterable[int] | None, *, now: dt.datetime | None
 ) -> int:
     # An explicit decision of the operator: the row gets a fresh retry budget.
+    # queued_at restarts the give_up_after clock.
     where, params = _status_filter(status, ids)
+    when = iso(now or utcnow())
     cur = store.conn.execute(
-        f"UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ? WHERE {where}",
-        (iso(now or utcnow()), *params),
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+        f"queued_at = ? WHERE {where}",
+        (when, when, *params),
     )
     return cur.rowcount
 

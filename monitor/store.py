@@ -200,6 +200,19 @@ MIGRATIONS: list[str] = [
         ELSE 'import'
     END;
     """,
+    # the outbox backs off as a whole while the SMTP server takes no mail (monitor/notify.py):
+    # one row while it is down; queued_at restarts a message's give-up clock when an operator
+    # queues it again (NULL: created_at).
+    """
+    CREATE TABLE smtp_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        failures INTEGER NOT NULL,   -- delivery runs in a row that got no session
+        down_since TEXT NOT NULL,
+        retry_at TEXT NOT NULL,
+        last_error TEXT
+    );
+    ALTER TABLE deliveries ADD COLUMN queued_at TEXT;
+    """,
 ]
 
 
