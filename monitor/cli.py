@@ -461,7 +461,7 @@ def notify(app: AppContext, resend_unknown: bool, retry_failed: bool) -> None:
         if retry_failed:
             click.echo(f"{notify_stage.retry_failed(store)} failed e-mail(s) queued again")
         notify_stage.enqueue_digests(
-            store, base_url=config.base_url, reports_dir=config.reports_path
+            store, base_url=config.base_url, reports_dir=config.reports_path, smtp=config.smtp
         )
         if config.smtp is None:
             counts = notify_stage.outbox_counts(store)

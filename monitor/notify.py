@@ -11,8 +11,8 @@ Outbox semantics
     * Every e-mail is a ``deliveries`` row (status ``pending``) before any attempt to send it.
       The message is composed when it is enqueued: subject, text and HTML bodies and headers
       are stored in the row, so a later send depends neither on the templates nor on the alert.
-      Only ``From`` (the configured sender), ``Date`` and the ``mailto:`` unsubscribe address
-      (which is the sender) are added at send time.
+      Only ``From`` (the configured sender) and ``Date`` are added at send time (and the
+      ``mailto:`` unsubscribe address for rows queued before it was stored with them).
     * One alert is enqueued at most once per subscriber: the row's ``Message-ID`` is derived
       from the alert id, the subscriber id and the subscriber's token, and is UNIQUE. A digest's
       is derived from the newest alert it lists, a health e-mail's from its key.
@@ -93,6 +93,7 @@ __all__ = [
     "render_message",
     "resend_unknown",
     "retry_failed",
+    "unsubscribe_address",
 ]
 
 log = logging.getLogger(__name__)
@@ -294,6 +295,7 @@ def enqueue_alert(
     *,
     base_url: str | None = None,
     reports_dir: str | os.PathLike[str] | None = None,
+    smtp: SmtpSettings | None = None,
     now: dt.datetime | None = None,
 ) -> list[int]:
     """Queue one e-mail per matching subscriber (``digest == "none"``) for an alert.
@@ -314,7 +316,7 @@ def enqueue_alert(
         for sub in list_subscribers(store):
             if sub.digest != "none" or not sub.wants(view["platform"], view["severity"]):
                 continue
-            context = {"alert": view, **_subscriber_context(sub, base_url)}
+            context = {"alert": view, **_subscriber_context(sub, smtp)}
             row_id = _insert_delivery(
                 store,
                 kind="alert",
@@ -323,7 +325,7 @@ def enqueue_alert(
                 subject=_alert_subject(view),
                 body_text=env.get_template("email_alert.txt").render(context),
                 body_html=_inline_css(env.get_template("email_alert.html").render(context)),
-                headers=_list_headers(sub, base_url) | {"X-Policy-Monitor-Alert": str(alert_id)},
+                headers=_list_headers(sub, smtp) | {"X-Policy-Monitor-Alert": str(alert_id)},
                 message_id=_message_id(f"alert{alert_id}.s{sub.id}", sub.token),
                 now=now,
             )
@@ -338,6 +340,7 @@ def enqueue_digests(
     now: dt.datetime | None = None,
     base_url: str | None = None,
     reports_dir: str | os.PathLike[str] | None = None,
+    smtp: SmtpSettings | None = None,
 ) -> list[int]:
     """Queue a digest for each daily subscriber with matching alerts since their last digest.
 
@@ -380,7 +383,7 @@ def enqueue_digests(
                 continue
             newest = max(v["id"] for v in views)
             context = {"alerts": views, "date": current.date().isoformat()}
-            context |= _subscriber_context(sub, base_url)
+            context |= _subscriber_context(sub, smtp)
             row_id = _insert_delivery(
                 store,
                 kind="digest",
@@ -389,7 +392,7 @@ def enqueue_digests(
                 subject=_digest_subject(views),
                 body_text=env.get_template("email_digest.txt").render(context),
                 body_html=_inline_css(env.get_template("email_digest.html").render(context)),
-                headers=_list_headers(sub, base_url),
+                headers=_list_headers(sub, smtp),
                 message_id=_message_id(f"digest.s{sub.id}.a{newest}", sub.token),
                 now=current,
             )
@@ -533,21 +536,31 @@ def _digest_subject(views: Sequence[dict[str, Any]]) -> str:
     return _header_text(f"[policy-monitor] daily digest: {len(views)} {noun} ({shown})")
 
 
-def _list_headers(sub: Subscriber, base_url: str | None) -> dict[str, str]:
-    # Keys starting with "_" are instructions for render_message, not headers.
+def _list_headers(sub: Subscriber, smtp: SmtpSettings | None) -> dict[str, str]:
+    # Keys starting with "_" are instructions for render_message, not headers. The address
+    # and URL are fixed when the message is composed, so that its footer and its
+    # List-Unsubscribe header always agree.
     headers = {"_unsubscribe_token": sub.token, "Auto-Submitted": "auto-generated"}
-    if url := _unsubscribe_url(sub, base_url):
-        headers["_unsubscribe_url"] = url
+    if smtp is not None:
+        headers["_unsubscribe_mailto"] = unsubscribe_address(smtp)
+    if url := _unsubscribe_url(sub, smtp):
+        headers["_list_unsubscribe_url"] = url
     return headers
 
 
-def _unsubscribe_url(sub: Subscriber, base_url: str | None) -> str | None:
-    if not base_url:
+def unsubscribe_address(smtp: SmtpSettings) -> str:
+    """Where "unsubscribe TOKEN" e-mails go: ``smtp.unsubscribe``, else the sender."""
+    return _bare_address(smtp.unsubscribe or smtp.sender)
+
+
+def _unsubscribe_url(sub: Subscriber, smtp: SmtpSettings | None) -> str | None:
+    # Only an endpoint the operator says they run: nothing in policy-monitor serves one.
+    if smtp is None or not smtp.unsubscribe_url:
         return None
-    return f"{base_url.rstrip('/')}/unsubscribe?token={sub.token}"
+    return smtp.unsubscribe_url.replace("{token}", sub.token)
 
 
-def _subscriber_context(sub: Subscriber, base_url: str | None) -> dict[str, Any]:
+def _subscriber_context(sub: Subscriber, smtp: SmtpSettings | None) -> dict[str, Any]:
     return {
         "subscriber": {
             "email": sub.email,
@@ -556,7 +569,8 @@ def _subscriber_context(sub: Subscriber, base_url: str | None) -> dict[str, Any]
             "digest": sub.digest,
             "token": sub.token,
         },
-        "unsubscribe_url": _unsubscribe_url(sub, base_url),
+        "unsubscribe_url": _unsubscribe_url(sub, smtp),
+        "unsubscribe_address": unsubscribe_address(smtp) if smtp else None,
     }
 
 
@@ -677,9 +691,15 @@ def _highlight(clause: str, finding: dict[str, Any]) -> list[tuple[str, bool]]:
 
 
 def render_message(
-    row: dict[str, Any], sender: str, *, date: dt.datetime | None = None
+    row: dict[str, Any],
+    sender: str,
+    *,
+    date: dt.datetime | None = None,
+    unsubscribe_to: str | None = None,
 ) -> EmailMessage:
-    """The e-mail for one ``deliveries`` row, as it goes on the wire (From = ``sender``)."""
+    """The e-mail for one ``deliveries`` row, as it goes on the wire (From = ``sender``).
+
+    ``unsubscribe_to`` is the mailto address for rows queued without one (default: sender)."""
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = _header_text(sender, 320)
     msg["To"] = row["recipient"]
@@ -688,9 +708,12 @@ def render_message(
     msg["Message-ID"] = row["message_id"]
     headers: dict[str, Any] = json.loads(row["headers"] or "{}")
     unsubscribe: list[str] = []
+    mailto = headers.pop("_unsubscribe_mailto", None) or _bare_address(unsubscribe_to or sender)
     if token := headers.pop("_unsubscribe_token", None):
-        unsubscribe.append(f"<mailto:{_bare_address(sender)}?subject=unsubscribe%20{token}>")
-    url = headers.pop("_unsubscribe_url", None)
+        unsubscribe.append(f"<mailto:{mailto}?subject=unsubscribe%20{token}>")
+    # Rows queued by earlier versions carry a "_unsubscribe_url" built from base_url, which
+    # no server ever answered: dropped, like every "_" key.
+    url = headers.pop("_list_unsubscribe_url", None)
     if url:
         unsubscribe.append(f"<{url}>")
     unsubscribe = [u for u in unsubscribe if u.isascii() and _header_text(u, 2000) == u]
@@ -971,7 +994,9 @@ def _deliver_one(
 ) -> None:
     conn = link.get()  # _ServerDown propagates: the run backs off, this row is not charged
     attempts = row["attempts"] + 1
-    data = render_message(row, smtp.sender, date=current).as_bytes()
+    data = render_message(
+        row, smtp.sender, date=current, unsubscribe_to=unsubscribe_address(smtp)
+    ).as_bytes()
     # Committed before the first byte goes out: a crash from here on leaves a trace.
     claimed = store.conn.execute(
         "UPDATE deliveries SET status = 'sending', attempts = ? WHERE id = ? AND status = 'pending'",

@@ -191,6 +191,7 @@ class Pipeline:
                     alert_id,
                     base_url=self.config.base_url,
                     reports_dir=self.config.reports_path,
+                    smtp=self.config.smtp,
                 )
         return ids
 
@@ -210,7 +211,10 @@ class Pipeline:
         report = None
         if self.notify:
             notify.enqueue_digests(
-                self.store, base_url=self.config.base_url, reports_dir=self.config.reports_path
+                self.store,
+                base_url=self.config.base_url,
+                reports_dir=self.config.reports_path,
+                smtp=self.config.smtp,
             )
             if self.config.smtp is not None:
                 report = notify.deliver_pending(self.store, self.config.smtp)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from bs4 import BeautifulSoup
 
-from monitor.config import slug
+from monitor.config import SmtpSettings, parse_config, slug
 from monitor.notify import (
     add_subscriber,
     enqueue_alert,
@@ -113,25 +113,86 @@ def test_envelope_headers(store: Store) -> None:
     assert msg["Subject"] == "[high] X privacy policy: AI training added without opt-in"
 
 
-def test_list_unsubscribe_with_https_base_url(store: Store) -> None:
+def _smtp(**kw: Any) -> SmtpSettings:
+    return SmtpSettings.model_validate({"sender": SENDER} | kw)
+
+
+def test_list_unsubscribe_is_a_mailto_even_with_an_https_base_url(store: Store) -> None:
+    # Nothing serves base_url + "/unsubscribe": offering it (and One-Click) would send
+    # subscribers, and their mail providers' one-click POSTs, to a page that does not exist.
     sub = add_subscriber(store, "reader@example.org")
-    (delivery,) = enqueue_alert(store, add_alert(store), base_url=BASE)
+    (delivery,) = enqueue_alert(store, add_alert(store), base_url=BASE, smtp=_smtp())
+    msg = wire(store, delivery)
+    assert str(msg["List-Unsubscribe"]) == (
+        f"<mailto:alerts@example.org?subject=unsubscribe%20{sub.token}>"
+    )
+    assert msg["List-Unsubscribe-Post"] is None
+    text, html = parts(msg)
+    assert "http" not in text.split("To unsubscribe", 1)[1]
+    assert f'"unsubscribe {sub.token}" to alerts@example.org.' in " ".join(text.split())
+    soup = BeautifulSoup(html, "html.parser")
+    assert soup.find("a", href=f"mailto:alerts@example.org?subject=unsubscribe%20{sub.token}")
+
+
+def test_list_unsubscribe_goes_to_the_configured_address(store: Store) -> None:
+    sub = add_subscriber(store, "reader@example.org")
+    smtp = _smtp(unsubscribe="leave@example.org")
+    (delivery,) = enqueue_alert(store, add_alert(store), smtp=smtp)
+    msg = wire(store, delivery)
+    assert str(msg["List-Unsubscribe"]) == (
+        f"<mailto:leave@example.org?subject=unsubscribe%20{sub.token}>"
+    )
+    assert "to leave@example.org." in " ".join(parts(msg)[0].split())
+
+
+def test_list_unsubscribe_offers_one_click_only_for_an_endpoint_the_config_names(
+    store: Store,
+) -> None:
+    sub = add_subscriber(store, "reader@example.org")
+    smtp = _smtp(unsubscribe_url="https://watch.example.org/leave?t={token}")
+    (delivery,) = enqueue_alert(store, add_alert(store), base_url=BASE, smtp=smtp)
     msg = wire(store, delivery)
     value = str(msg["List-Unsubscribe"])
     assert f"<mailto:alerts@example.org?subject=unsubscribe%20{sub.token}>" in value
-    assert f"<https://watch.example.org/reports/unsubscribe?token={sub.token}>" in value
+    assert f"<https://watch.example.org/leave?t={sub.token}>" in value
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     head = rendered(store, delivery).split(b"\r\n\r\n")[0]
     assert b"=?" not in head  # URIs as written, not RFC 2047 encoded words
+    assert f"https://watch.example.org/leave?t={sub.token}" in parts(msg)[0]
 
 
-def test_list_unsubscribe_without_base_url_is_mailto_only(store: Store) -> None:
+def test_a_plain_http_endpoint_gets_no_one_click(store: Store) -> None:
     add_subscriber(store, "reader@example.org")
-    (delivery,) = enqueue_alert(store, add_alert(store))
+    smtp = _smtp(unsubscribe_url="http://watch.example.org/leave/{token}")
+    (delivery,) = enqueue_alert(store, add_alert(store), smtp=smtp)
     msg = wire(store, delivery)
-    assert str(msg["List-Unsubscribe"]).startswith("<mailto:alerts@example.org?subject=")
-    assert "http" not in str(msg["List-Unsubscribe"])
+    assert "<http://watch.example.org/leave/" in str(msg["List-Unsubscribe"])
     assert msg["List-Unsubscribe-Post"] is None  # RFC 8058 needs an HTTPS URI
+
+
+def test_rows_queued_by_earlier_versions_lose_their_dead_url(store: Store) -> None:
+    sub = add_subscriber(store, "reader@example.org")
+    (delivery,) = enqueue_alert(store, add_alert(store))
+    legacy = {"_unsubscribe_token": sub.token, "_unsubscribe_url": BASE + "unsubscribe?x"}
+    store.conn.execute("UPDATE deliveries SET headers = ?", (json.dumps(legacy),))
+    msg = wire(store, delivery)
+    assert "http" not in str(msg["List-Unsubscribe"])
+    assert msg["List-Unsubscribe-Post"] is None
+    row = store.query_one("SELECT * FROM deliveries WHERE id = ?", (delivery,))
+    assert row is not None
+    sent = render_message(row, SENDER, unsubscribe_to="leave@example.org")
+    assert str(sent["List-Unsubscribe"]).startswith("<mailto:leave@example.org?subject=")
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("https://x.example/leave", "{token}"), ("javascript:alert(1){token}", "not an http")],
+)
+def test_unsubscribe_url_must_be_a_web_url_with_the_token(value: str, problem: str) -> None:
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=problem):
+        parse_config(f"smtp:\n  unsubscribe_url: '{value}'\n")
 
 
 def test_body_says_what_changed_quotes_clause_and_links(store: Store) -> None:
