@@ -6,9 +6,18 @@ document's alert history (so the same clause never alerts twice) and stores the 
 :func:`list_alerts` reads them back for pages, the feed and the CLI.
 
 A *clause* is one analysed unit with its ai-training findings merged (several rules can fire on
-one unit). Clauses are matched across versions by word-sequence similarity, so a clause that is
-only reworded is the same clause. Its ``clause_key`` is the normalised text of the first version
-of that clause that ever alerted, reused by fuzzy match for every later wording.
+one unit). Clauses are matched across versions by word-sequence similarity, as wholes and at
+sentence level (table cells, bullets and sentences of a unit apart): a new wording is the old
+clause when each of its sentences that says the training is found in it, reworded, or nearly
+word for word whatever the sizes (a sentence split out of a 130-word table row). So a clause
+that is only reworded, moved or re-split is the same clause. Its ``clause_key`` is the
+normalised text of the first version of that clause that ever alerted, reused by fuzzy match
+for every later wording.
+
+An opt-out sentence added next to a newly added training clause of the same section (within
+three units) is that clause's way out: one ``ai_training_added`` alert, at opt-out severity,
+quoting both. A regime is *downgraded* only when the old consent wording is gone: not when a
+weaker copy or piece of a clause appears while a wording of it keeps the old regime.
 
 Key formats (``alerts.clause_key``):
 
@@ -205,6 +214,18 @@ _CONTAINMENT_MIN_WORDS = 6
 _CONTAINMENT_MIN_SIZE_RATIO = 0.4
 # A run of this many identical words in a row, covering most of the shorter wording.
 _BLOCK_MIN_WORDS = 12
+# Near-total containment: the shorter wording's words found in the longer one, in order, with
+# a long run among them, is the same clause whatever the sizes (a sentence and the 135-word
+# table row it was taken from).
+_NEAR_TOTAL = 0.9
+_NEAR_TOTAL_MIN_WORDS = 8
+# Sentences shorter than this are not compared on their own ("We use it to:", a heading).
+_PIECE_MIN_WORDS = 6
+# Table cells, line breaks and bullets inside one unit separate sentences as well.
+_PIECE_CUT = re.compile(r"\s\|\s|<br\s*/?>|\s[*•]\s|\s[—–]\s")
+# An opt-out sentence this close to a newly added training clause of the same section is
+# that clause's way out, not a disclosure of its own.
+_FOLD_WINDOW = 3
 
 _WORD = re.compile(r"\w+")
 _SEVERITY_BY_CONSENT = {Consent.NONE: "high", Consent.OPT_OUT: "medium"}
@@ -232,14 +253,18 @@ def similarity(a: str, b: str) -> float:
     matcher = difflib.SequenceMatcher(None, wa, wb, autojunk=False)
     ratio = matcher.ratio() if matcher.real_quick_ratio() >= SIMILARITY else 0.0
     short, long_ = sorted((wa, wb), key=len)
-    if (
-        len(short) >= _CONTAINMENT_MIN_WORDS
-        and len(short) / len(long_) >= _CONTAINMENT_MIN_SIZE_RATIO
-    ):
+    if len(short) >= _CONTAINMENT_MIN_WORDS:
         common = sum((Counter(short) & Counter(long_)).values())
         containment = common / len(short)
-        if containment >= _CONTAINMENT:
+        if containment >= _CONTAINMENT and len(short) / len(long_) >= _CONTAINMENT_MIN_SIZE_RATIO:
             ratio = max(ratio, containment)
+        elif containment >= _NEAR_TOTAL and len(short) >= _NEAR_TOTAL_MIN_WORDS:
+            # Bag containment alone is cheap and loose (common words are everywhere in a long
+            # row): require the words in order, with a long run among them.
+            blocks = matcher.get_matching_blocks()
+            in_order = sum(m.size for m in blocks) / len(short)
+            if in_order >= _NEAR_TOTAL and max(m.size for m in blocks) * 2 >= len(short):
+                ratio = max(ratio, in_order)
     if ratio < SIMILARITY and len(short) >= _BLOCK_MIN_WORDS:
         # A clause moved into a longer unit (a table row, a new lead-in) keeps a long run of
         # identical words even when the unit as a whole shares little.
@@ -253,6 +278,33 @@ def _is_training_family(f: Finding) -> bool:
     return f.pack == "ai-training" or f.category == "ai_training"
 
 
+def _pieces(text: str, spans: Sequence[Span]) -> tuple[list[str], list[str]]:
+    """A unit's sentences (table cells and bullets split too), normalised, and those of them
+    that carry a training purpose (all of them when no span says)."""
+    # Imported here: the analyser package costs 0.4 s to import, which `check` of unchanged
+    # pages and the daemon's start never pay for (they import this module for the outbox).
+    from monitor.analyse.segment import split_sentences
+
+    bounds: list[tuple[int, int]] = []
+    pos = 0
+    for m in _PIECE_CUT.finditer(text):
+        bounds.append((pos, m.start()))
+        pos = m.end()
+    bounds.append((pos, len(text)))
+    purposes = [sp.start for sp in spans if sp.role == "purpose"]
+    pieces: list[str] = []
+    training: list[str] = []
+    for lo, hi in bounds:
+        for start, end in split_sentences(text, lo, hi):
+            norm = normalise(text[start:end])
+            if len(norm.split()) < _PIECE_MIN_WORDS:
+                continue
+            pieces.append(norm)
+            if any(start <= at < end for at in purposes):
+                training.append(norm)
+    return pieces, training or pieces
+
+
 @dataclass(slots=True)
 class _Clause:
     """One unit with its ai-training findings merged."""
@@ -261,6 +313,39 @@ class _Clause:
     text: str
     norm: str
     findings: list[Finding]
+    _pieces: tuple[list[str], list[str]] | None = field(default=None, repr=False)
+    _words: frozenset[str] | None = field(default=None, repr=False)
+
+    @property
+    def pieces(self) -> list[str]:
+        """The unit's sentences, normalised (see :func:`_pieces`)."""
+        if self._pieces is None:
+            self._pieces = _pieces(self.text, self.spans())
+        return self._pieces[0]
+
+    @property
+    def training_pieces(self) -> list[str]:
+        """The sentences that say the training: what makes two wordings the same clause."""
+        if self._pieces is None:
+            self._pieces = _pieces(self.text, self.spans())
+        return self._pieces[1]
+
+    @property
+    def words(self) -> frozenset[str]:
+        if self._words is None:
+            self._words = frozenset(self.norm.split())
+        return self._words
+
+    @property
+    def heading(self) -> tuple[str, ...]:
+        return tuple(self.findings[0].heading_path)
+
+    @property
+    def choice_words(self) -> list[str]:
+        """The opt-in or opt-out wording in the unit's own text, normalised ("object to",
+        "only if you opt in"); not "legitimate interests", not cues tied in from neighbours."""
+        words = (normalise(s.text) for s in self.spans() if s.role in ("opt_in", "opt_out"))
+        return list(dict.fromkeys(w for w in words if w))
 
     @property
     def training(self) -> bool:
@@ -365,13 +450,38 @@ def _same_data(a: _Clause, b: _Clause) -> bool:
     return not (da and db) or bool(da & db)
 
 
+def _piece_score(piece: str, norm: str, pieces: Sequence[str], words: frozenset[str]) -> float:
+    """How well one sentence is found in a wording (given whole, and as sentences)."""
+    own = piece.split()
+    if sum(w in words for w in own) < SIMILARITY * len(own):
+        return 0.0  # most of its words are not there at all: no ordering can fix that
+    return max([similarity(piece, norm), *(similarity(piece, q) for q in pieces)])
+
+
+def clause_similarity(new: _Clause, old: _Clause) -> float:
+    """Whether ``new`` is a wording of ``old``: the units as wholes, or else every sentence
+    of ``new`` that says the training found in ``old`` (split out of a table row, moved under
+    a new lead-in, cut in two). Not symmetric: what ``old`` also said may have gone."""
+    whole = similarity(new.norm, old.norm)
+    if whole >= SIMILARITY or not new.training_pieces:
+        return whole
+    worst = 1.0
+    for piece in new.training_pieces:
+        worst = min(worst, _piece_score(piece, old.norm, old.pieces, old.words))
+        if worst < SIMILARITY:
+            return whole
+    return max(whole, worst)
+
+
 def _best_match(clause: _Clause, candidates: Iterable[_Clause]) -> tuple[_Clause | None, float]:
     best: _Clause | None = None
     score = 0.0
     for other in candidates:
         if not clause.categories & other.categories or not _same_data(clause, other):
             continue
-        s = similarity(clause.norm, other.norm)
+        if clause.norm == other.norm:
+            return other, 1.0
+        s = clause_similarity(clause, other)
         if s > score:
             best, score = other, s
     return (best, score) if score >= SIMILARITY else (None, score)
@@ -394,17 +504,25 @@ class _Keys:
         self.denials = sorted(set(self.denials))
 
     @staticmethod
-    def _reuse(norm: str, pool: Sequence[str]) -> str | None:
+    def _reuse(norm: str, pool: Sequence[str], pieces: Sequence[str] = ()) -> str | None:
         best, score = None, 0.0
         for text in pool:
             s = similarity(norm, text)
+            if s < SIMILARITY and pieces:
+                # Every training sentence of the wording found in the key's text.
+                words = frozenset(text.split())
+                s = max(s, min(_piece_score(p, text, (), words) for p in pieces))
             if s > score:
                 best, score = text, s
         return best if score >= SIMILARITY else None
 
-    def clause(self, norm: str) -> tuple[str, bool]:
+    def clause(self, clause: _Clause | str) -> tuple[str, bool]:
         """The key of a training clause, and whether it has alerted before."""
-        reused = self._reuse(norm, self.texts)
+        if isinstance(clause, str):
+            norm, pieces = clause, []
+        else:
+            norm, pieces = clause.norm, clause.training_pieces
+        reused = self._reuse(norm, self.texts, pieces)
         return (reused, True) if reused is not None else (norm, False)
 
     def denial(self, norm: str) -> str:
@@ -490,22 +608,31 @@ def decide_alerts(
     added_units: set[int] = set()
     matches = {c.unit_index: _best_match(c, old_training) for c in new_training}
     existing = [c for c in new_training if matches[c.unit_index][0] is not None]
-    for clause in new_training:
+    added = [
+        c
+        for c in new_training
+        if matches[c.unit_index][0] is None
+        and c.consent != Consent.OPT_IN
+        and not _opt_out_for(c, existing)
+    ]
+    folded_into, folded = _fold_opt_outs(added)
+    for clause in added:
+        if clause.unit_index in folded:
+            continue  # said in the alert of the training clause it is the way out of
+        consent_explained = True
+        key, alerted_before = keys.clause(clause)
+        if alerted_before:
+            continue  # the same clause came back: it alerted once already
+        if emit(_added(clause, key, old_clauses, folded_into.get(clause.unit_index, []))):
+            added_units.add(clause.unit_index)
+    for clause in existing:
         match, score = matches[clause.unit_index]
-        if match is None:
-            key, alerted_before = keys.clause(clause.norm)
-            if clause.consent == Consent.OPT_IN or _opt_out_for(clause, existing):
-                continue
-            consent_explained = True
-            if alerted_before:
-                continue  # the same clause came back: it alerted once already
-            if emit(_added(clause, key, old_clauses)):
-                added_units.add(clause.unit_index)
-            continue
-        key, _ = keys.clause(match.norm)
+        assert match is not None
         if clause.consent.strength < match.consent.strength:
             consent_explained = True
-            emit(_downgraded(clause, match, key, score))
+            if _regime_persists(match, new_training, clause):
+                continue  # a copy or a piece of the clause; its old regime is still there
+            emit(_downgraded(clause, match, keys.clause(match)[0], score))
 
     for denial in (c for c in old_clauses if c.denial):
         if _best_match(denial, (c for c in new_clauses if c.denial))[0] is not None:
@@ -518,7 +645,7 @@ def decide_alerts(
         emit(_negation_removed(denial, replaced_by, new, keys.denial(denial.norm)))
 
     if old_training and not new_training:
-        old_keys = sorted(keys.clause(c.norm)[0] for c in old_training)
+        old_keys = sorted(keys.clause(c)[0] for c in old_training)
         digest = hashlib.sha256("\n".join(old_keys).encode()).hexdigest()[:16]
         emit(
             AlertDecision(
@@ -544,6 +671,11 @@ def decide_alerts(
         and not consent_explained
         and Consent.NA not in (prev.consent, new.consent)
         and new.consent.strength < prev.consent.strength
+        and not all(
+            _regime_persists(c, new_training)
+            for c in old_training
+            if c.consent.strength > new.consent.strength
+        )
     ):
         weakest = [c for c in new_training if c.consent == new.consent] or new_training
         emit(
@@ -575,25 +707,100 @@ def _opt_out_for(clause: _Clause, existing: Sequence[_Clause]) -> bool:
     )
 
 
+def _is_opt_out_sentence(clause: _Clause) -> bool:
+    # It names the way out in its own words ("you can object to ...").
+    return clause.consent == Consent.OPT_OUT and bool(clause.choice_words)
+
+
+def _fold_opt_outs(
+    added: Sequence[_Clause],
+) -> tuple[dict[int, list[_Clause]], set[int]]:
+    """New opt-out sentences that are the way out of a training clause added next to them, in
+    the same section ("We will use your posts to train ... [...] You can object to this use
+    ..."): one change, so one alert, on the training clause. Returns host unit -> the opt-out
+    clauses folded into it, and the folded units."""
+    into: dict[int, list[_Clause]] = {}
+    folded: set[int] = set()
+    for clause in added:
+        if not _is_opt_out_sentence(clause) or clause.unit_index in into:
+            continue
+        hosts = [
+            c
+            for c in added
+            if c is not clause
+            and c.unit_index not in folded
+            and c.heading == clause.heading
+            and abs(c.unit_index - clause.unit_index) <= _FOLD_WINDOW
+        ]
+        if not hosts:
+            continue
+        # A disclosure rather than another opt-out sentence; the nearest; the one before.
+        host = min(
+            hosts,
+            key=lambda c: (
+                _is_opt_out_sentence(c),
+                abs(c.unit_index - clause.unit_index),
+                c.unit_index,
+            ),
+        )
+        into.setdefault(host.unit_index, []).append(clause)
+        folded.add(clause.unit_index)
+    return into, folded
+
+
+def _regime_persists(
+    old: _Clause, new_training: Sequence[_Clause], near: _Clause | None = None
+) -> bool:
+    """Whether the consent wording of ``old`` is still in the new version: a clause that is a
+    wording of it keeps at least its regime (a table row copied or split: one piece lost its
+    regime but the row still has it), or the old unit's own consent words are still said in a
+    training clause next to ``near`` in its section (the way out moved to its own sentence)."""
+    for c in new_training:
+        if c.consent.strength >= old.consent.strength and clause_similarity(c, old) >= SIMILARITY:
+            return True
+    cues = old.choice_words
+    if near is None or not cues:
+        return False
+    around = [
+        c.norm
+        for c in new_training
+        if c.heading == near.heading
+        and abs(c.unit_index - near.unit_index) <= _FOLD_WINDOW
+        and c.consent.strength >= old.consent.strength
+    ]
+    return all(any(cue in text for text in around) for cue in cues)
+
+
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _added(clause: _Clause, key: str, old_clauses: Sequence[_Clause]) -> AlertDecision:
+def _added(
+    clause: _Clause,
+    key: str,
+    old_clauses: Sequence[_Clause],
+    opt_outs: Sequence[_Clause] = (),
+) -> AlertDecision:
     replaced, _ = _best_match(clause, (c for c in old_clauses if c.denial))
+    # An opt-out sentence folded in is this training's way out: opt-out, not "no choice".
+    consent = Consent.OPT_OUT if opt_outs and clause.consent == Consent.NONE else clause.consent
     how = (
         "with no opt-in and no way to opt out"
-        if clause.consent == Consent.NONE
+        if consent == Consent.NONE
         else "by default, with only an opt-out"
     )
     summary = f"A new clause says data is used to train AI {how}"
+    if opt_outs:
+        summary += " (the way out is stated in a separate sentence nearby)"
     summary += " (it replaces a statement that data is not used for training)." if replaced else "."
-    evidence = _evidence([clause], old=[replaced] if replaced else [], consent=clause.consent)
+    evidence = _evidence([clause, *opt_outs], old=[replaced] if replaced else [], consent=consent)
+    if opt_outs:
+        evidence["opt_out_clauses"] = [c.text for c in opt_outs]
     if replaced is not None:
         evidence["replaces_denial"] = replaced.text
     return AlertDecision(
         type=AlertType.AI_TRAINING_ADDED,
-        severity=_SEVERITY_BY_CONSENT.get(clause.consent, "medium"),
+        severity=_SEVERITY_BY_CONSENT.get(consent, "medium"),
         clause_key=key,
         unit_text=clause.text,
         summary=summary,
@@ -652,7 +859,7 @@ def _baseline(new_training: Sequence[_Clause], keys: _Keys) -> list[AlertDecisio
     if not without or "@baseline" in keys.seen:
         return []
     weakest = min((c.consent for c in without), key=lambda c: c.strength)
-    clause_keys = [keys.clause(c.norm)[0] for c in without]
+    clause_keys = [keys.clause(c)[0] for c in without]
     return [
         AlertDecision(
             type=AlertType.BASELINE,
