@@ -22,6 +22,8 @@ weaker copy or piece of a clause appears while a wording of it keeps the old reg
 Key formats (``alerts.clause_key``):
 
 - ``<text>`` ai_training_added (and the training clauses listed by a baseline);
+- ``<text>#back=<hash>`` ai_training_added of a clause that returns after the
+  ``@removed#<hash>`` alert said the policy had stopped disclosing training;
 - ``<text>#to=<consent>`` consent_downgraded (one alert per clause and consent level);
 - ``<text>#denial`` negation_removed;
 - ``@baseline``, ``@removed#<hash>``, ``@document#to=<consent>`` document-level alerts.
@@ -40,7 +42,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -578,16 +580,20 @@ def decide_alerts(
     new: Analysis,
     *,
     seen_keys: Collection[str] = (),
+    removed: Mapping[str, str] | None = None,
     first_version: bool,
 ) -> list[AlertDecision]:
     """The alerts a transition from ``prev`` to ``new`` deserves (pure).
 
     ``seen_keys`` are the ``clause_key`` values of the document's earlier alerts (plus the
     clause keys a baseline alert listed): a clause matching one of them never alerts again
-    for the same reason. ``first_version`` marks the first version of a newly watched
-    document; with ``prev`` None otherwise, everything in ``new`` counts as added.
+    for the same reason, unless ``removed`` maps its key to the ``@removed#...`` alert that
+    followed its last alert: training that comes back after the policy stopped disclosing it
+    is news again (once per removal). ``first_version`` marks the first version of a newly
+    watched document; with ``prev`` None otherwise, everything in ``new`` counts as added.
     """
     keys = _Keys(seen_keys)
+    removed = removed or {}
     old_clauses = _clauses(prev)
     new_clauses = _clauses(new)
     old_training = [c for c in old_clauses if c.training]
@@ -621,9 +627,16 @@ def decide_alerts(
             continue  # said in the alert of the training clause it is the way out of
         consent_explained = True
         key, alerted_before = keys.clause(clause)
-        if alerted_before:
+        removal = removed.get(key) if alerted_before else None
+        if alerted_before and removal is None:
             continue  # the same clause came back: it alerted once already
-        if emit(_added(clause, key, old_clauses, folded_into.get(clause.unit_index, []))):
+        if removal is not None:
+            # It had gone, and the removal was reported: its return is news, once per removal.
+            key = f"{key}#back={removal.partition('#')[2]}"
+        decision = _added(
+            clause, key, old_clauses, folded_into.get(clause.unit_index, []), returns=removal
+        )
+        if emit(decision):
             added_units.add(clause.unit_index)
     for clause in existing:
         match, score = matches[clause.unit_index]
@@ -646,7 +659,10 @@ def decide_alerts(
 
     if old_training and not new_training:
         old_keys = sorted(keys.clause(c)[0] for c in old_training)
-        digest = hashlib.sha256("\n".join(old_keys).encode()).hexdigest()[:16]
+        # The removals these clauses went through before make a second removal of the same
+        # clauses a new alert (the first removal's digest is the plain one).
+        earlier = sorted({removed[k] for k in old_keys if k in removed})
+        digest = hashlib.sha256("\n".join(old_keys + earlier).encode()).hexdigest()[:16]
         emit(
             AlertDecision(
                 type=AlertType.AI_TRAINING_REMOVED,
@@ -780,6 +796,7 @@ def _added(
     key: str,
     old_clauses: Sequence[_Clause],
     opt_outs: Sequence[_Clause] = (),
+    returns: str | None = None,
 ) -> AlertDecision:
     replaced, _ = _best_match(clause, (c for c in old_clauses if c.denial))
     # An opt-out sentence folded in is this training's way out: opt-out, not "no choice".
@@ -790,12 +807,19 @@ def _added(
         else "by default, with only an opt-out"
     )
     summary = f"A new clause says data is used to train AI {how}"
+    if returns is not None:
+        summary = (
+            f"AI training is back: a clause says again that data is used to train AI {how},"
+            " after the policy had stopped saying so"
+        )
     if opt_outs:
         summary += " (the way out is stated in a separate sentence nearby)"
     summary += " (it replaces a statement that data is not used for training)." if replaced else "."
     evidence = _evidence([clause, *opt_outs], old=[replaced] if replaced else [], consent=consent)
     if opt_outs:
         evidence["opt_out_clauses"] = [c.text for c in opt_outs]
+    if returns is not None:
+        evidence["returns_after"] = returns
     if replaced is not None:
         evidence["replaces_denial"] = replaced.text
     return AlertDecision(
@@ -885,17 +909,26 @@ def _one_line(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _seen_keys(store: Store, doc_id: str) -> set[str]:
+def _history(store: Store, doc_id: str) -> tuple[set[str], dict[str, str]]:
+    """The document's alert keys (see :func:`decide_alerts`), and for each clause text the
+    ``@removed#...`` key of the last removal alert that listed it."""
     seen: set[str] = set()
+    removed: dict[str, str] = {}
     for row in store.query(
-        "SELECT type, clause_key, evidence FROM alerts WHERE document_id = ?", (doc_id,)
+        "SELECT type, clause_key, evidence FROM alerts WHERE document_id = ? ORDER BY id",
+        (doc_id,),
     ):
         seen.add(row["clause_key"])
-        if row["type"] == AlertType.BASELINE.value:
+        if row["type"] in (AlertType.BASELINE.value, AlertType.AI_TRAINING_REMOVED.value):
             # A hand-edited evidence column must not stop the check.
-            with contextlib.suppress(ValueError, AttributeError):
-                seen.update(json.loads(row["evidence"]).get("clause_keys") or [])
-    return seen
+            listed: list[str] = []
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                listed = [str(k) for k in json.loads(row["evidence"]).get("clause_keys") or []]
+            if row["type"] == AlertType.BASELINE.value:
+                seen.update(listed)
+            else:
+                removed.update(dict.fromkeys(listed, row["clause_key"]))
+    return seen, removed
 
 
 def _version_ref(v: Version | None) -> dict[str, Any] | None:
@@ -934,10 +967,12 @@ def record_alerts(
     with store.transaction():
         if prev_version is not None and prev_analysis is None:
             prev_analysis = store.analysis(prev_version)
+        seen, removed = _history(store, doc_id)
         decisions = decide_alerts(
             prev_analysis,
             analysis,
-            seen_keys=_seen_keys(store, doc_id),
+            seen_keys=seen,
+            removed=removed,
             first_version=prev_version is None,
         )
         ids: list[int] = []

@@ -359,12 +359,37 @@ def test_same_clause_never_alerts_twice_across_versions(doc_store: Store) -> Non
     first = h.add(finding(POSTS))
     assert types(doc_store, first) == ["ai_training_added"]
     assert h.add(finding(POSTS_REWORDED)) == []  # v3: reworded
-    gone = h.add()  # v4: removed
-    assert types(doc_store, gone) == ["ai_training_removed"]
-    assert h.add(finding(POSTS)) == []  # v5: back in its first wording
-    assert h.add(finding(POSTS_REWORDED, unit_index=9)) == []  # v6: and reworded again
+    assert h.add(finding(POSTS, unit_index=9)) == []  # v4: back in its first wording, moved
+    other = finding(MESSAGES, unit_index=2, data=("your private messages",))
+    assert types(doc_store, h.add(other)) == ["ai_training_added"]  # v5: another clause
+    assert h.add(other, finding(POSTS_REWORDED, unit_index=9)) == []  # v6: the first is back
     rows = list_alerts(doc_store)
-    assert [a.type.value for a in rows] == ["ai_training_removed", "ai_training_added"]
+    assert [a.type.value for a in rows] == ["ai_training_added", "ai_training_added"]
+
+
+def test_training_that_comes_back_after_its_removal_alerts_again(doc_store: Store) -> None:
+    h = History(doc_store)
+    h.add()
+    (added,) = h.add(finding(POSTS))
+    (gone,) = h.add()  # the policy stops disclosing training: reported (info)
+    (back,) = h.add(finding(POSTS_REWORDED))  # and it returns: that is news again
+    assert h.add(finding(POSTS)) == []  # ... once
+    (gone_again,) = h.add()
+    (back_again,) = h.add(finding(POSTS))
+    rows = {a.id: a for a in list_alerts(doc_store)}
+    assert [rows[i].type.value for i in (added, gone, back, gone_again, back_again)] == [
+        "ai_training_added",
+        "ai_training_removed",
+        "ai_training_added",
+        "ai_training_removed",
+        "ai_training_added",
+    ]
+    assert rows[back].clause_key == f"{normalise(POSTS)}#back={rows[gone].clause_key[9:]}"
+    assert rows[back].evidence["returns_after"] == rows[gone].clause_key
+    assert rows[back].summary.startswith("AI training is back:")
+    assert rows[back].severity == "high"
+    assert rows[gone_again].clause_key != rows[gone].clause_key
+    assert rows[back_again].evidence["returns_after"] == rows[gone_again].clause_key
 
 
 def test_record_alerts_stores_evidence_and_versions(doc_store: Store) -> None:
@@ -385,8 +410,11 @@ def test_record_alerts_stores_evidence_and_versions(doc_store: Store) -> None:
 def test_baseline_clauses_count_as_seen(doc_store: Store) -> None:
     h = History(doc_store)
     assert types(doc_store, h.add(finding(POSTS))) == ["baseline"]
+    other = finding(MESSAGES, unit_index=1, data=("your private messages",))
+    assert types(doc_store, h.add(other)) == ["ai_training_added"]  # POSTS gone, MESSAGES new
+    assert h.add(other, finding(POSTS_REWORDED, unit_index=2)) == []  # POSTS back: not news
     assert types(doc_store, h.add()) == ["ai_training_removed"]
-    assert h.add(finding(POSTS_REWORDED)) == []
+    assert types(doc_store, h.add(finding(POSTS))) == ["ai_training_added"]  # after a removal
 
 
 def test_downgrades_alert_once_per_level(doc_store: Store) -> None:
