@@ -65,7 +65,9 @@ CSV_COLUMNS = (
 # state of a version -> (legend label, colour); the colours keep apart for red-green blindness
 # by lightness as well as hue, and every mark has a <title> with the words anyway.
 _STATES: dict[str, tuple[str, str]] = {
-    "none": ("AI training, no opt-in or opt-out", "#b3261e"),
+    # "none" is the weakest regime of a version's training clauses: some training it
+    # discloses comes with no choice, even when an opt-out covers other data.
+    "none": ("AI training without any choice", "#b3261e"),
     "opt_out": ("AI training, opt-out only", "#e08a00"),
     "opt_in": ("AI training, opt-in", "#1b7f4b"),
     "no_ai": ("no AI training disclosed", "#9aa5b1"),
