@@ -8,9 +8,12 @@
   ``diffs/<doc-slug>/<from>-<to>.html``, and the alerts. Self-contained and autoescaped like
   every page (:mod:`monitor.pages`).
 
-Filters select documents (platform, document type) and versions (first seen within
-``since``..``until``, both days included); every figure, ``first_ai_training`` included, is
-computed over the selected versions. Reading the database is the only I/O before writing.
+Filters select documents (platform, document type) and versions: those in force during
+``since``..``until`` (both days included), that is the versions first seen in the range plus the
+one already in force on ``since`` (the starting state, ``version_at_start``). Figures are
+computed over those versions, except ``first_ai_training``: the earliest disclosure in the whole
+history up to ``until`` (``since`` does not move it). Alerts are those raised in the range.
+Reading the database is the only I/O before writing.
 """
 
 from __future__ import annotations
@@ -104,6 +107,11 @@ class DocumentReport:
     url: str
     versions: list[VersionRow]
     alerts: list[AlertRow] = field(default_factory=list)
+    # Over the history up to the end of the range; None: compute from ``versions``.
+    earliest_ai_training: str | None = None
+    # The number of the version already in force when the range starts, if it is one of
+    # ``versions``.
+    version_at_start: int | None = None
 
     @property
     def latest(self) -> VersionRow:
@@ -119,6 +127,8 @@ class DocumentReport:
 
     @property
     def first_ai_training(self) -> str | None:
+        if self.earliest_ai_training is not None:
+            return self.earliest_ai_training
         return next((v.first_seen for v in self.versions if v.ai_training), None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +143,7 @@ class DocumentReport:
             "first_seen": day(self.first_seen),
             "last_seen": day(self.last_seen),
             "first_ai_training": day(self.first_ai_training),
+            "version_at_start": self.version_at_start,
             "consent": self.latest.consent,
             "alerts": [
                 {
@@ -180,16 +191,38 @@ def collect(
     lo, hi = _day_bound(since, end=False), _day_bound(until, end=True)
     wanted_p = {p.casefold() for p in platforms}
     wanted_t = {t.casefold() for t in doc_types}
+    # Every version up to the end of the range: those before its start give the starting state
+    # and the earliest disclosure of AI training.
     rows = store.query(
         "SELECT v.id, v.document_id, v.number, v.first_seen, v.last_seen, v.sha256, "
         "length(v.text) AS chars, v.ai_training, v.consent, v.source_url "
-        "FROM versions v WHERE (? IS NULL OR v.first_seen >= ?) AND (? IS NULL OR v.first_seen <= ?) "
+        "FROM versions v WHERE (? IS NULL OR v.first_seen <= ?) "
         "ORDER BY v.document_id, v.number",
-        (lo, lo, hi, hi),
+        (hi, hi),
     )
     by_doc: dict[str, list[VersionRow]] = {}
+    at_start: dict[str, VersionRow] = {}
+    earliest: dict[str, str] = {}
     for r in rows:
-        by_doc.setdefault(r["document_id"], []).append(
+        doc_id = r["document_id"]
+        if r["ai_training"] and doc_id not in earliest:
+            earliest[doc_id] = r["first_seen"]
+        if lo is not None and r["first_seen"] < lo:
+            at_start[doc_id] = VersionRow(
+                id=r["id"],
+                number=r["number"],
+                first_seen=r["first_seen"],
+                last_seen=r["last_seen"],
+                sha256=r["sha256"],
+                chars=r["chars"],
+                ai_training=None if r["ai_training"] is None else bool(r["ai_training"]),
+                consent=r["consent"],
+                source_url=r["source_url"],
+            )
+            continue
+        if doc_id in at_start and doc_id not in by_doc:
+            by_doc[doc_id] = [at_start[doc_id]]
+        by_doc.setdefault(doc_id, []).append(
             VersionRow(
                 id=r["id"],
                 number=r["number"],
@@ -202,6 +235,8 @@ def collect(
                 source_url=r["source_url"],
             )
         )
+    for doc_id, in_force in at_start.items():
+        by_doc.setdefault(doc_id, [in_force])  # nothing new in the range: still in force
     alerts_by_doc: dict[str, list[AlertRow]] = {}
     for alert in list_alerts(store):
         alerts_by_doc.setdefault(alert.document_id, []).append(alert)
@@ -215,11 +250,21 @@ def collect(
         versions = by_doc.get(d["id"])
         if not versions:
             continue
-        selected = {v.id for v in versions}
-        alerts = [a for a in alerts_by_doc.get(d["id"], []) if a.version_id in selected]
+        start = at_start.get(d["id"])
+        in_range = {v.id for v in versions if start is None or v.id != start.id}
+        alerts = [a for a in alerts_by_doc.get(d["id"], []) if a.version_id in in_range]
         alerts.sort(key=lambda a: (a.version_first_seen, a.id))
         docs.append(
-            DocumentReport(d["id"], d["platform"], d["doc_type"], d["url"], versions, alerts)
+            DocumentReport(
+                d["id"],
+                d["platform"],
+                d["doc_type"],
+                d["url"],
+                versions,
+                alerts,
+                earliest_ai_training=earliest.get(d["id"]),
+                version_at_start=start.number if start is not None else None,
+            )
         )
     docs.sort(key=lambda doc: (doc.platform.casefold(), doc.doc_type.casefold()))
     filters = {
@@ -307,13 +352,17 @@ def _timelines(report: Report, width: int = 960) -> list[dict[str, Any]]:
         return []
     t0 = min(_when(d.first_seen) for d in report.documents)
     t1 = max(_when(d.last_seen) for d in report.documents)
+    if report.filters.get("since"):
+        # The version in force at the start began earlier: its bar starts with the range.
+        t0 = max(t0, _when(report.filters["since"] + "T00:00:00Z"))
+    start = t0
     t0 = dt.datetime(t0.year, 1, 1, tzinfo=dt.UTC)
     t1 = dt.datetime(t1.year + 1, 1, 1, tzinfo=dt.UTC)
     left, right, row_h, top = 190, 16, 30, 12
     span = (t1 - t0).total_seconds()
 
     def x(value: str | dt.datetime) -> float:
-        t = _when(value) if isinstance(value, str) else value
+        t = max(_when(value) if isinstance(value, str) else value, start)
         return round(left + (t - t0).total_seconds() / span * (width - left - right), 1)
 
     ticks = [

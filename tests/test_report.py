@@ -79,14 +79,49 @@ def test_json_report_field_by_field(imported: Store) -> None:
 def test_filters_by_platform_doc_type_and_dates(imported: Store) -> None:
     assert list(_docs(imported, platforms=["Quillnest"])) == ["quillnest/privacy-policy"]
     assert list(_docs(imported, doc_types=["terms-of-service"])) == ["parlour/terms-of-service"]
+    # Every document in force during 2023 (quillnest's 2022 version was), with the version in
+    # force on 1 January as its starting state.
     ranged = _docs(imported, since="2023-01-01", until="2023-12-31")
-    assert list(ranged) == ["parlour/privacy-policy", "parlour/terms-of-service"]
-    assert ranged["parlour/privacy-policy"]["versions"] == 2
-    assert ranged["parlour/privacy-policy"]["first_seen"] == "2023-03-01"
+    assert list(ranged) == [
+        "parlour/privacy-policy",
+        "parlour/terms-of-service",
+        "quillnest/privacy-policy",
+    ]
+    assert ranged["parlour/privacy-policy"]["versions"] == 3
+    assert ranged["parlour/privacy-policy"]["version_at_start"] == 1
+    assert ranged["parlour/privacy-policy"]["first_seen"] == "2022-01-10"
+    assert (
+        ranged["quillnest/privacy-policy"]["versions"],
+        ranged["quillnest/privacy-policy"]["version_at_start"],
+    ) == (1, 2)
     before_ai = _docs(imported, until="2022-12-31")["parlour/privacy-policy"]
     assert (before_ai["first_ai_training"], before_ai["alerts"]) == (None, [])
+    assert before_ai["version_at_start"] is None
     with pytest.raises(MonitorError, match="not a date"):
         collect(imported, since="last tuesday")
+
+
+def test_since_starts_from_the_version_in_force_and_keeps_the_first_disclosure(
+    imported: Store,
+) -> None:
+    # parlour: no AI (2022-01-10), AI training without choice (2023-03-01), an opt-out
+    # (2023-09-15). From 2023-06-01 on, the policy in force already trained on posts: the
+    # report must neither drop that version nor date the disclosure to the range.
+    doc = _docs(imported, since="2023-06-01")["parlour/privacy-policy"]
+    assert doc["first_ai_training"] == "2023-03-01"
+    assert doc["version_at_start"] == 2
+    assert doc["versions"] == 2  # v2 (in force on 2023-06-01) and v3
+    assert doc["consent"] == "opt_out"
+    assert doc["alerts"] == []  # the alert of 2023-03-01 was raised before the range
+    report = collect(imported, since="2023-06-01")
+    (parlour,) = [d for d in report.documents if d.doc_id == "parlour/privacy-policy"]
+    assert [v.number for v in parlour.versions] == [2, 3]
+    later = _docs(imported, since="2024-01-01")["parlour/privacy-policy"]
+    assert (later["versions"], later["version_at_start"], later["first_ai_training"]) == (
+        1,
+        3,
+        "2023-03-01",
+    )
 
 
 def test_csv_has_one_row_per_finding_and_parses(imported: Store, tmp_path: Path) -> None:
