@@ -5,7 +5,8 @@
 - ``findings.csv``: one row per finding of every selected version, for spreadsheets and pandas.
 - ``index.html``: a matrix platform x document type, a timeline per platform (inline SVG, no
   script), every document's versions with links to the diff pages written under
-  ``diffs/<doc-slug>/<from>-<to>.html``, and the alerts. Self-contained and autoescaped like
+  ``diffs/<doc-slug>/<from>-<to>-<hash>.html`` (the hash of both versions' sha256), and the
+  alerts. Self-contained and autoescaped like
   every page (:mod:`monitor.pages`).
 
 Filters select documents (platform, document type) and versions: those in force during
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -337,8 +339,11 @@ def write_csv(store: Store, report: Report, out: Path) -> Path:
 # --- HTML -----------------------------------------------------------------------------------
 
 
-def diff_href(doc_id: str, old: int, new: int) -> str:
-    return f"diffs/{doc_slug(doc_id)}/{old}-{new}.html"
+def diff_href(doc_id: str, old: VersionRow, new: VersionRow) -> str:
+    """``diffs/<doc>/<from>-<to>-<hash>.html``: the hash of both texts' sha256 makes a page
+    kept from an earlier run (another database, a re-import) never stand for other texts."""
+    pair = hashlib.sha256(f"{old.sha256}:{new.sha256}".encode()).hexdigest()[:12]
+    return f"diffs/{doc_slug(doc_id)}/{old.number}-{new.number}-{pair}.html"
 
 
 def _when(value: str) -> dt.datetime:
@@ -464,9 +469,7 @@ def render_html(report: Report, *, template_dir: str | Path | None = None) -> st
                 {
                     "v": v,
                     "state_label": _STATES[v.state][0],
-                    "diff_href": diff_href(doc.doc_id, previous.number, v.number)
-                    if previous
-                    else None,
+                    "diff_href": diff_href(doc.doc_id, previous, v) if previous else None,
                     "alerts": [a for a in doc.alerts if a.version_id == v.id],
                 }
             )
@@ -491,23 +494,24 @@ def render_html(report: Report, *, template_dir: str | Path | None = None) -> st
     )
 
 
-def _diff_pages(report: Report) -> list[tuple[str, int, int, int, int]]:
-    """(doc_id, old number, new number, old id, new id) of every successive pair."""
+def _diff_pages(report: Report) -> list[tuple[DocumentReport, VersionRow, VersionRow]]:
+    """Every successive pair of selected versions."""
     pairs = []
     for doc in report.documents:
         for a, b in zip(doc.versions, doc.versions[1:], strict=False):
-            pairs.append((doc.doc_id, a.number, b.number, a.id, b.id))
+            pairs.append((doc, a, b))
     return pairs
 
 
-_Pair = tuple[str, str, str, str, int, int]  # doc_id, platform, doc_type, url, old id, new id
+# platform, doc_type, url, old id, new id, page (relative to out)
+_Pair = tuple[str, str, str, int, int, str]
 
 
 def _render_pair(store: Store, out: Path, item: _Pair) -> None:
     from monitor.diff import diff_texts
     from monitor.diff import render_html as render_diff
 
-    doc_id, platform, doc_type, url, old_id, new_id = item
+    platform, doc_type, url, old_id, new_id, href = item
     old, new = store.version_by_id(old_id), store.version_by_id(new_id)
     page = render_diff(
         diff_texts(old.text, new.text),
@@ -516,7 +520,7 @@ def _render_pair(store: Store, out: Path, item: _Pair) -> None:
         new_label=f"version {new.number} ({new.first_seen[:10]})",
         source_url=url,
     )
-    _write(out / diff_href(doc_id, old.number, new.number), page)
+    _write(out / href, page)
 
 
 def _render_pairs(db: str, items: Sequence[_Pair], out: str) -> int:
@@ -540,15 +544,14 @@ def write_html(
     that exists already is kept: versions are append-only, so its content cannot change.
     Diffing and rendering the missing pages runs in ``workers`` processes."""
     out = Path(out)
-    docs = {d.doc_id: d for d in report.documents}
     pending: list[_Pair] = []
-    for doc_id, a, b, old_id, new_id in _diff_pages(report):
-        if (out / diff_href(doc_id, a, b)).exists():
+    for doc, a, b in _diff_pages(report):
+        href = diff_href(doc.doc_id, a, b)
+        if (out / href).exists():
             if on_page:
                 on_page(1)
             continue
-        doc = docs[doc_id]
-        pending.append((doc_id, doc.platform, doc.doc_type, doc.url, old_id, new_id))
+        pending.append((doc.platform, doc.doc_type, doc.url, a.id, b.id, href))
     db = str(store.path)
     if workers > 1 and len(pending) > 1 and db != ":memory:":
         import multiprocessing

@@ -181,10 +181,10 @@ def test_html_links_every_version_pair_to_a_diff_page(imported: Store, tmp_path:
     soup = BeautifulSoup(index.read_text(encoding="utf-8"), "lxml")
     hrefs = [a["href"] for a in soup.select("table.versions a")]
     assert len(hrefs) == 2 + 1 + 2  # successive pairs of 3, 2 and 3 versions
-    assert "diffs/parlour--privacy-policy/2-3.html" in hrefs
+    (two_three,) = [h for h in hrefs if h.startswith("diffs/parlour--privacy-policy/2-3-")]
     for href in hrefs:
         assert (out / href).is_file()
-    opt_out = (out / "diffs/parlour--privacy-policy/2-3.html").read_text(encoding="utf-8")
+    opt_out = (out / two_three).read_text(encoding="utf-8")
     assert "opt out" in opt_out
     # matrix: one row per platform, one column per document type
     assert [th.get_text() for th in soup.select("table.matrix thead th")] == [
@@ -231,6 +231,33 @@ def test_cli_report_writes_each_format(imported: Store, tmp_path: Path) -> None:
     assert not (out / "index.html").exists()
     bad = CliRunner().invoke(cli, ["--db", str(imported.path), "report", "--since", "soon"])
     assert bad.exit_code == 2 and "not a date" in bad.output
+
+
+def test_a_diff_page_of_another_database_is_not_reused(tmp_path: Path) -> None:
+    # Two databases, the same document id and version numbers, different texts, one --out.
+    out = tmp_path / "report"
+
+    def history(root: Path, word: str) -> Path:
+        folder = root / "acme" / "privacy-policy"
+        folder.mkdir(parents=True)
+        body = "# Acme privacy\n\n## Data\n\n" + "We keep your account details safe. " * 8
+        (folder / "2024-01-01.md").write_text(body, encoding="utf-8")
+        (folder / "2024-02-01.md").write_text(body + f"\n\nWe now keep {word}.", encoding="utf-8")
+        return root
+
+    pages = []
+    for name, word in (("one", "pebbles"), ("two", "marbles")):
+        with Store(tmp_path / f"{name}.db") as store:
+            import_tree(
+                Pipeline(default_config(), store, notify=False),
+                history(tmp_path / name, word),
+            )
+            index = write_report(store, out, formats=["html"])["html"]
+        soup = BeautifulSoup(index.read_text(encoding="utf-8"), "lxml")
+        (href,) = [a["href"] for a in soup.select("table.versions a")]
+        pages.append(href)
+        assert word in (out / href).read_text(encoding="utf-8")
+    assert pages[0] != pages[1]
 
 
 def test_diff_pages_are_the_same_from_a_process_pool(imported: Store, tmp_path: Path) -> None:
