@@ -125,6 +125,8 @@ _HEADLINES = {
     "ai_training_removed": "AI training language removed",
     "baseline": "already says data trains AI, without opt-in",
 }
+# Alerts about training that lacks an opt-in: only they say which opt-in wording was missing.
+_ASKS_FOR_OPT_IN = frozenset({"ai_training_added", "consent_downgraded", "baseline"})
 _CONSENT_LABELS = {
     "none": "none: no opt-in and no way to object is mentioned",
     "opt_out": "opt-out: used unless you object",
@@ -602,6 +604,9 @@ def _alert_view(
         or evidence.get("looked_for")
         or evidence.get("missing_cues")
     )
+    if row["type"] not in _ASKS_FOR_OPT_IN or consent == "opt_in":
+        # A removed clause or a removed denial: there is no training whose opt-in was missing.
+        looked_for = []
     link: str | None = None
     if base_url:
         link = f"{base_url.rstrip('/')}/alerts/{row['id']}.html"

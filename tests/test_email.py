@@ -218,6 +218,16 @@ def test_link_is_the_page_file_without_base_url(store: Store, tmp_path: Path) ->
     assert (tmp_path / "reports" / "alerts" / f"{alert_id}.html").resolve().as_uri() in text
 
 
+@pytest.mark.parametrize("type_", ["ai_training_removed", "negation_removed"])
+def test_removal_mails_do_not_say_opt_in_wording_was_missing(store: Store, type_: str) -> None:
+    evidence = {"consent": None, "opt_in_looked_for": ["with your consent"], "opt_in_found": False}
+    msg = one_alert_mail(store, type_=type_, severity="low", evidence=evidence)
+    text, html = parts(msg)
+    assert "looked for" not in text and "looked for" not in html
+    added = wire(store, enqueue_alert(store, add_alert(store, evidence=evidence))[0])
+    assert "Opt-in wording looked for and not found: with your consent" in parts(added)[0]
+
+
 def test_html_has_inline_styles_and_no_style_block(store: Store) -> None:
     _, html = parts(one_alert_mail(store))
     soup = BeautifulSoup(html, "html.parser")
