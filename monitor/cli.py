@@ -132,6 +132,7 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
     with app.store() as store:
         pipeline = Pipeline(config, store)
         selected = pipeline.select(docs)
+        _warn_without_base_url(config, store)
         show_progress = err.is_terminal and not as_json
         if show_progress:
             from rich.progress import (
@@ -209,6 +210,20 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
     click.echo(f"{len(results)} checked, {new} new version(s), {alerts} alert(s), {failed} failed")
     if delivery is not None:
         click.echo(f"e-mail: {delivery.summary()}")
+
+
+def _warn_without_base_url(config: Config, store: Store) -> None:
+    """Once per check: e-mails cannot link to alert pages nobody can open."""
+    if config.base_url:
+        return
+    row = store.query_one("SELECT count(*) AS n FROM subscribers")
+    if row and row["n"]:
+        click.echo(
+            f"warning: base_url is not set, so the e-mails to {row['n']} subscriber(s) name "
+            "their alert page but cannot link to it; set base_url to the public URL of "
+            f"reports_dir ({config.reports_path})",
+            err=True,
+        )
 
 
 # --- history / diff ----------------------------------------------------------------------
@@ -460,9 +475,7 @@ def notify(app: AppContext, resend_unknown: bool, retry_failed: bool) -> None:
             click.echo(f"{notify_stage.resend_unknown(store)} e-mail(s) in doubt queued again")
         if retry_failed:
             click.echo(f"{notify_stage.retry_failed(store)} failed e-mail(s) queued again")
-        notify_stage.enqueue_digests(
-            store, base_url=config.base_url, reports_dir=config.reports_path, smtp=config.smtp
-        )
+        notify_stage.enqueue_digests(store, base_url=config.base_url, smtp=config.smtp)
         if config.smtp is None:
             counts = notify_stage.outbox_counts(store)
             raise MonitorError(f"no 'smtp:' section in the config; outbox: {counts}")

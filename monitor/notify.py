@@ -296,7 +296,6 @@ def enqueue_alert(
     alert_id: int,
     *,
     base_url: str | None = None,
-    reports_dir: str | os.PathLike[str] | None = None,
     smtp: SmtpSettings | None = None,
     now: dt.datetime | None = None,
 ) -> list[int]:
@@ -311,7 +310,7 @@ def enqueue_alert(
         raise NotFound(f"no alert with id {alert_id}")
     if alert[0].get("origin", "check") not in EMAILABLE_ORIGINS:
         return []
-    view = _alert_view(alert[0], base_url=base_url, reports_dir=reports_dir)
+    view = _alert_view(alert[0], base_url=base_url)
     env = _environment()
     created: list[int] = []
     with store.transaction():
@@ -341,7 +340,6 @@ def enqueue_digests(
     *,
     now: dt.datetime | None = None,
     base_url: str | None = None,
-    reports_dir: str | os.PathLike[str] | None = None,
     smtp: SmtpSettings | None = None,
 ) -> list[int]:
     """Queue a digest for each daily subscriber with matching alerts since their last digest.
@@ -377,7 +375,7 @@ def enqueue_digests(
                     (sub.created_at, *EMAILABLE_ORIGINS),
                 )
             views = [
-                _alert_view(r, base_url=base_url, reports_dir=reports_dir)
+                _alert_view(r, base_url=base_url)
                 for r in rows
                 if sub.wants(r["platform"], r["severity"])
             ]
@@ -584,9 +582,7 @@ def _load_alerts(store: Store, where: str, params: Sequence[Any]) -> list[dict[s
     )
 
 
-def _alert_view(
-    row: dict[str, Any], *, base_url: str | None, reports_dir: str | os.PathLike[str] | None
-) -> dict[str, Any]:
+def _alert_view(row: dict[str, Any], *, base_url: str | None) -> dict[str, Any]:
     """What the templates show about one alert, read defensively from its evidence JSON."""
     try:
         evidence = json.loads(row.get("evidence") or "{}")
@@ -607,11 +603,11 @@ def _alert_view(
     if row["type"] not in _ASKS_FOR_OPT_IN or consent == "opt_in":
         # A removed clause or a removed denial: there is no training whose opt-in was missing.
         looked_for = []
+    # Without base_url there is no address a subscriber can open: a file:// path would point
+    # into the monitor's own disk. The page's name still lets an operator find it.
     link: str | None = None
     if base_url:
         link = f"{base_url.rstrip('/')}/alerts/{row['id']}.html"
-    elif reports_dir is not None:
-        link = (Path(reports_dir).resolve() / "alerts" / f"{row['id']}.html").as_uri()
     severity = row["severity"] if row["severity"] in SEVERITIES else "high"
     return {
         "id": row["id"],
@@ -634,6 +630,7 @@ def _alert_view(
         "looked_for": looked_for,
         "created_at": row.get("created_at") or "",
         "link": link,
+        "page": f"alerts/{row['id']}.html",
     }
 
 

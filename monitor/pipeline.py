@@ -190,7 +190,6 @@ class Pipeline:
                     store,
                     alert_id,
                     base_url=self.config.base_url,
-                    reports_dir=self.config.reports_path,
                     smtp=self.config.smtp,
                 )
         return ids
@@ -213,7 +212,6 @@ class Pipeline:
             notify.enqueue_digests(
                 self.store,
                 base_url=self.config.base_url,
-                reports_dir=self.config.reports_path,
                 smtp=self.config.smtp,
             )
             if self.config.smtp is not None:

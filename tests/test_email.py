@@ -210,12 +210,18 @@ def test_body_says_what_changed_quotes_clause_and_links(store: Store) -> None:
     assert CLAUSE in soup.get_text()
 
 
-def test_link_is_the_page_file_without_base_url(store: Store, tmp_path: Path) -> None:
+def test_without_base_url_the_mail_names_the_page_and_links_nowhere(store: Store) -> None:
+    # A file:// URL would point into the monitor's own disk, not the subscriber's.
     add_subscriber(store, "reader@example.org")
     alert_id = add_alert(store)
-    (delivery,) = enqueue_alert(store, alert_id, reports_dir=tmp_path / "reports")
-    text, _ = parts(wire(store, delivery))
-    assert (tmp_path / "reports" / "alerts" / f"{alert_id}.html").resolve().as_uri() in text
+    (delivery,) = enqueue_alert(store, alert_id)
+    text, html = parts(wire(store, delivery))
+    assert "file:" not in text and "file:" not in html
+    assert "Full alert" not in text
+    assert f"Alert page: alerts/{alert_id}.html" in text
+    soup = BeautifulSoup(html, "html.parser")
+    assert not [a for a in soup.find_all("a") if "alerts/" in a.get("href", "")]
+    assert f"alerts/{alert_id}.html" in soup.get_text()
 
 
 @pytest.mark.parametrize("type_", ["ai_training_removed", "negation_removed"])
@@ -363,3 +369,30 @@ def test_alert_from_the_real_pipeline_stages_reads_well(store: Store) -> None:
     quote = BeautifulSoup(html, "html.parser").find("blockquote")
     assert quote is not None and quote.get_text() == clause
     assert "train" in [s.get_text() for s in quote.find_all("span")]
+
+
+def test_check_warns_once_when_subscribers_would_get_no_link(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    def check(base_url: str | None) -> str:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "database: pm.db\n"
+            + (f"base_url: {base_url}\n" if base_url else "")
+            + "http: {retries: 0, timeout: 2, respect_robots: false}\n"
+            "documents:\n"
+            "  - {platform: A, url: 'http://127.0.0.1:9/a'}\n"
+            "  - {platform: B, url: 'http://127.0.0.1:9/b'}\n",
+            encoding="utf-8",
+        )
+        out = CliRunner().invoke(cli, ["--config", str(config), "check"])
+        assert out.exit_code == 0, out.output
+        return out.stderr
+
+    assert "base_url" not in check(None)  # nobody to e-mail yet
+    with Store(tmp_path / "pm.db") as store:
+        add_subscriber(store, "reader@example.org")
+    assert check(None).count("warning: base_url is not set") == 1
+    assert "base_url" not in check(BASE)
