@@ -462,7 +462,16 @@ def render_feed(
     sub(feed, "updated", updated_s)
     author = sub(feed, "author")
     sub(author, "name", "policy-monitor")
-    sub(feed, "link", rel="self", type="application/atom+xml", href=_join(base_url, "alerts.atom"))
+    if base_url:
+        # A self link is the feed's own address: without base_url there is none to give (a
+        # relative one would be resolved against wherever a reader found the file).
+        sub(
+            feed,
+            "link",
+            rel="self",
+            type="application/atom+xml",
+            href=_join(base_url, "alerts.atom"),
+        )
     sub(feed, "link", rel="alternate", type="text/html", href=_join(base_url, "alerts/index.html"))
     sub(feed, "generator", "policy-monitor")
     for a in alerts:
