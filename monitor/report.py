@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.alerts import AlertRow, AlertType, list_alerts
+from monitor.config import slug
 from monitor.errors import MonitorError
 from monitor.pages import _write, doc_slug, environment
 from monitor.store import Store, iso, utcnow
@@ -188,11 +189,12 @@ def collect(
     since: str | dt.date | None = None,
     until: str | dt.date | None = None,
 ) -> Report:
-    """Read what the report shows. Platforms and document types match by name or slug,
-    case-insensitively."""
+    """Read what the report shows. Platforms and document types match by name or slug
+    (compared as slugs: "Meta AI" is "meta-ai")."""
     lo, hi = _day_bound(since, end=False), _day_bound(until, end=True)
-    wanted_p = {p.casefold() for p in platforms}
-    wanted_t = {t.casefold() for t in doc_types}
+    # "Meta AI", "meta ai" and "meta-ai" are one platform, as for `subscribers add`.
+    wanted_p = {slug(p) for p in platforms}
+    wanted_t = {slug(t) for t in doc_types}
     # Every version up to the end of the range: those before its start give the starting state
     # and the earliest disclosure of AI training.
     rows = store.query(
@@ -245,9 +247,9 @@ def collect(
     docs: list[DocumentReport] = []
     for d in store.documents():
         platform_slug, _, type_slug = d["id"].partition("/")
-        if wanted_p and not wanted_p & {d["platform"].casefold(), platform_slug}:
+        if wanted_p and not wanted_p & {slug(d["platform"]), platform_slug}:
             continue
-        if wanted_t and not wanted_t & {d["doc_type"].casefold(), type_slug}:
+        if wanted_t and not wanted_t & {slug(d["doc_type"]), type_slug}:
             continue
         versions = by_doc.get(d["id"])
         if not versions:

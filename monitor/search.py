@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.config import slug
 from monitor.errors import MonitorError
 from monitor.store import Store
 
@@ -96,14 +97,16 @@ def search(
     where = ["versions_fts MATCH ?"]
     params: list[Any] = [expression]
     if platforms:
-        wanted = [p.casefold() for p in platforms]
-        marks = ", ".join("?" for _ in wanted)
-        # a platform by its name ("Claude.ai") or by its slug in document ids ("claude-ai")
-        where.append(
-            f"(lower(d.platform) IN ({marks}) "
-            f"OR substr(d.id, 1, instr(d.id, '/') - 1) IN ({marks}))"
-        )
-        params.extend(wanted * 2)
+        # A platform by its name ("Claude.ai", "Meta AI") or its slug ("claude-ai", "meta-ai"):
+        # compared as slugs, as `subscribers add` does.
+        wanted = {slug(p) for p in platforms}
+        doc_ids = [
+            d["id"]
+            for d in store.documents()
+            if slug(d["platform"]) in wanted or d["id"].partition("/")[0] in wanted
+        ]
+        where.append(f"v.document_id IN ({', '.join('?' for _ in doc_ids) or 'NULL'})")
+        params.extend(doc_ids)
     sql = f"""
         SELECT v.document_id, d.platform, d.doc_type, v.number, v.first_seen, v.last_seen,
                snippet(versions_fts, 0, ?, ?, ' … ', ?) AS snippet, bm25(versions_fts) AS rank

@@ -101,6 +101,35 @@ def test_filters_by_platform_doc_type_and_dates(imported: Store) -> None:
         collect(imported, since="last tuesday")
 
 
+def _named_platforms(store: Store) -> None:
+    """A platform named by a config ("Meta AI") and one named by an import folder."""
+    import datetime as dt
+
+    when = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    store.ensure_document("meta-ai/privacy-policy", "Meta AI", "Privacy Policy", "https://m.ai")
+    store.ensure_document("claude-ai/terms", "claude-ai", "terms", "file:///x")
+    for doc in ("meta-ai/privacy-policy", "claude-ai/terms"):
+        store.add_version(doc, text="We keep your chats safe.", seen_at=when, source="fetch")
+
+
+@pytest.mark.parametrize(
+    ("platform", "doc_type", "expected"),
+    [
+        ("Meta AI", None, ["meta-ai/privacy-policy"]),
+        ("meta-ai", None, ["meta-ai/privacy-policy"]),
+        ("META  ai", "privacy policy", ["meta-ai/privacy-policy"]),
+        ("Claude AI", None, ["claude-ai/terms"]),
+        ("claude-ai", "Terms", ["claude-ai/terms"]),
+    ],
+)
+def test_platforms_and_types_match_by_name_or_slug(
+    store: Store, platform: str, doc_type: str | None, expected: list[str]
+) -> None:
+    _named_platforms(store)
+    docs = _docs(store, platforms=[platform], doc_types=[doc_type] if doc_type else [])
+    assert list(docs) == expected
+
+
 def test_since_starts_from_the_version_in_force_and_keeps_the_first_disclosure(
     imported: Store,
 ) -> None:

@@ -53,6 +53,27 @@ def test_platform_filter_and_limit(imported: Store) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "typed"),
+    [
+        ("Meta AI", "Meta AI"),  # a platform named in a config ...
+        ("Meta AI", "meta-ai"),
+        ("meta-ai", "Meta AI"),  # ... or by an import folder
+        ("meta-ai", "META ai"),
+    ],
+)
+def test_platform_filter_takes_names_and_slugs_alike(store: Store, name: str, typed: str) -> None:
+    import datetime as dt
+
+    when = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    store.ensure_document("meta-ai/privacy-policy", name, "privacy-policy", "https://m.ai")
+    store.ensure_document("other/privacy-policy", "Other", "privacy-policy", "https://o.ai")
+    for doc in ("meta-ai/privacy-policy", "other/privacy-policy"):
+        store.add_version(doc, text="We keep your chats safe.", seen_at=when, source="fetch")
+    hits = search(store, "chats", platforms=[typed])
+    assert [h.document_id for h in hits] == ["meta-ai/privacy-policy"]
+
+
+@pytest.mark.parametrize(
     ("typed", "expression"),
     [
         ("opt-out", '"opt out"'),
