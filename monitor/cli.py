@@ -706,6 +706,9 @@ def search(
     for h in hits:
         head = Text(f"{h.document_id}", style="bold")
         head.append(f"  version {h.version}  {h.first_seen[:10]}", style="dim")
+        if h.versions > 1:
+            since = (h.since or h.first_seen)[:10]
+            head.append(f"  (in {h.versions} versions since {since})", style="dim")
         console.print(head)
         passage = Text("  ")
         for i, piece in enumerate(h.snippet.replace(MARK_END, MARK_START).split(MARK_START)):

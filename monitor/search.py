@@ -31,14 +31,21 @@ _TOKEN = re.compile(r'"[^"]*"?|\S+')
 
 @dataclass(slots=True, frozen=True)
 class SearchHit:
+    """One matching passage of one document, shown in its newest version. The same passage
+    in several versions (a policy is mostly unchanged from one version to the next) is one
+    hit: ``versions`` says in how many, ``since`` since when (the oldest one's first_seen)."""
+
     document_id: str
     platform: str
     doc_type: str
-    version: int
-    first_seen: str
+    version: int  # the newest version with this passage
+    first_seen: str  # of that version
     last_seen: str
     snippet: str  # with MARK_START / MARK_END around the matching words
     rank: float
+    versions: int = 1
+    first_version: int | None = None  # the oldest version with this passage
+    since: str | None = None  # its first_seen
 
     def plain_snippet(self, start: str = "[", end: str = "]") -> str:
         return self.snippet.replace(MARK_START, start).replace(MARK_END, end)
@@ -52,6 +59,9 @@ class SearchHit:
             "date": self.first_seen[:10],
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
+            "versions": self.versions,
+            "first_version": self.first_version if self.first_version is not None else self.version,
+            "since": (self.since or self.first_seen)[:10],
             "snippet": self.plain_snippet("**", "**"),
         }
 
@@ -89,8 +99,9 @@ def search(
     limit: int = 20,
     tokens: int = 24,
 ) -> list[SearchHit]:
-    """Versions matching ``query``, best match first, each with a snippet of about ``tokens``
-    words around the match."""
+    """Passages matching ``query``: one hit per document and passage (a snippet of about
+    ``tokens`` words around the match), in its newest version, newest first; the same
+    passage in older versions only counts in ``versions`` / ``since``."""
     expression = fts_query(query)
     if not expression:
         raise MonitorError(f"nothing to search for in {query!r}")
@@ -114,26 +125,39 @@ def search(
         JOIN versions v ON v.id = versions_fts.rowid
         JOIN documents d ON d.id = v.document_id
         WHERE {" AND ".join(where)}
-        ORDER BY rank, v.first_seen
-        LIMIT ?
+        ORDER BY v.document_id, v.number DESC
     """
     try:
-        rows = store.query(sql, [MARK_START, MARK_END, max(1, min(tokens, 64)), *params, limit])
+        # Every matching version: a passage's hit must count all the versions that have it.
+        rows = store.query(sql, [MARK_START, MARK_END, max(1, min(tokens, 64)), *params])
     except sqlite3.OperationalError as exc:
         message = str(exc)
         if "fts5" in message or "syntax" in message or "no such column" in message:
             raise MonitorError(f"cannot search for {query!r}: {message}") from None
         raise
-    return [
-        SearchHit(
-            document_id=r["document_id"],
-            platform=r["platform"],
-            doc_type=r["doc_type"],
-            version=r["number"],
-            first_seen=r["first_seen"],
-            last_seen=r["last_seen"],
-            snippet=" ".join(r["snippet"].split()),
-            rank=float(r["rank"]),
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:  # newest version first within each document
+        snippet = " ".join(r["snippet"].split())
+        groups.setdefault((r["document_id"], snippet), []).append(r)
+    hits = []
+    for (_, snippet), same in groups.items():
+        newest, oldest = same[0], same[-1]
+        hits.append(
+            SearchHit(
+                document_id=newest["document_id"],
+                platform=newest["platform"],
+                doc_type=newest["doc_type"],
+                version=newest["number"],
+                first_seen=newest["first_seen"],
+                last_seen=newest["last_seen"],
+                snippet=snippet,
+                rank=min(float(r["rank"]) for r in same),
+                versions=len(same),
+                first_version=oldest["number"],
+                since=oldest["first_seen"],
+            )
         )
-        for r in rows
-    ]
+    # Newest first; among passages of the same day, the better match first (stable sorts).
+    hits.sort(key=lambda h: (h.rank, h.document_id))
+    hits.sort(key=lambda h: h.first_seen, reverse=True)
+    return hits[:limit]

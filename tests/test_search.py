@@ -45,6 +45,20 @@ def test_words_match_every_version_that_has_them(imported: Store) -> None:
     assert all("[Ireland]" in h.plain_snippet() for h in hits)
 
 
+def test_a_passage_repeated_in_every_version_is_one_hit_newest_first(imported: Store) -> None:
+    hits = search(imported, "Parlour")
+    # parlour/privacy-policy says "Parlour rooms" in all three versions, the same words around.
+    rooms = [h for h in hits if h.document_id == "parlour/privacy-policy"]
+    assert len(rooms) == 1
+    (hit,) = rooms
+    assert (hit.version, hit.versions, hit.first_version) == (3, 3, 1)
+    assert (hit.first_seen[:10], (hit.since or "")[:10]) == ("2023-09-15", "2022-01-10")
+    assert hit.to_dict()["versions"] == 3 and hit.to_dict()["since"] == "2022-01-10"
+    dates = [h.first_seen for h in hits]
+    assert dates == sorted(dates, reverse=True)
+    assert len({(h.document_id, h.snippet) for h in hits}) == len(hits)
+
+
 def test_platform_filter_and_limit(imported: Store) -> None:
     assert {h.document_id for h in search(imported, "account", platforms=["quillnest"])} == {
         "quillnest/privacy-policy"
@@ -155,6 +169,8 @@ def test_cli_search_json_and_text(imported: Store) -> None:
     assert "**opt out**" in hit["snippet"]
     text = runner.invoke(cli, ["--db", str(imported.path), "search", "Ireland", "--limit", "1"])
     assert text.exit_code == 0 and "quillnest/privacy-policy" in text.output
+    rooms = runner.invoke(cli, ["--db", str(imported.path), "search", "rooms"])
+    assert "version 3  2023-09-15  (in 3 versions since 2022-01-10)" in rooms.output
     bad = runner.invoke(cli, ["--db", str(imported.path), "search", "train AND OR privacy"])
     assert bad.exit_code == 2
     assert bad.output.startswith("error: cannot search") and bad.output.count("\n") == 1
