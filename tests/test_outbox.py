@@ -433,3 +433,76 @@ def test_daily_digest_lists_every_new_alert_once(store: Store, server: SmtpServe
     row = store.query_one("SELECT * FROM deliveries WHERE id = ?", (next_day,))
     assert row is not None and row["alert_id"] == third
     assert "Another clause." in row["body_text"] and "Meta dropped" not in row["body_text"]
+
+
+# --- the notify command ------------------------------------------------------------------------
+
+
+def _notify(config: Path, *flags: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    out = CliRunner().invoke(cli, ["--config", str(config), "notify", *flags])
+    return out.exit_code, out.stdout, out.stderr
+
+
+def _config(tmp_path: Path, srv: SmtpServer | None) -> Path:
+    config = tmp_path / "config.yaml"
+    smtp = f"smtp: {{host: {srv.host}, port: {srv.port}, sender: {SENDER}}}\n" if srv else ""
+    config.write_text(f"database: pm.db\n{smtp}", encoding="utf-8")
+    return config
+
+
+def test_cli_notify_delivers_and_tries_at_once_during_a_backoff(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    config = _config(tmp_path, server)
+    with Store(tmp_path / "pm.db") as store:
+        add_subscriber(store, "a@example.org")
+        add_subscriber(store, "b@example.org")
+        enqueue_alert(store, add_alert(store))
+    server.stop()
+    code, out, _ = _notify(config)
+    assert code == 0 and "sent 0, deferred 2" in out and "unavailable since" in out
+    server.start()
+    # The outbox backs off for a minute; an operator's notify does not wait for it.
+    code, out, _ = _notify(config)
+    assert (code, out) == (0, "sent 2, deferred 0, failed 0\n")
+    assert server.wait_for(2)
+
+
+def test_cli_notify_requeues_failed_and_in_doubt_e_mails(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    config = _config(tmp_path, server)
+    with Store(tmp_path / "pm.db") as store:
+        add_subscriber(store, "gone@example.org")
+        add_subscriber(store, "doubt@example.org")
+        enqueue_alert(store, add_alert(store))
+        store.conn.execute(
+            "UPDATE deliveries SET status = 'failed' WHERE recipient = 'gone@example.org'"
+        )
+        store.conn.execute(
+            "UPDATE deliveries SET status = 'unknown' WHERE recipient = 'doubt@example.org'"
+        )
+    code, out, _ = _notify(config)
+    assert code == 0 and out.startswith("sent 0") and "1 e-mail(s) in doubt" in out
+    code, out, _ = _notify(config, "--retry-failed", "--resend-unknown")
+    assert code == 0
+    assert out.splitlines() == [
+        "1 e-mail(s) in doubt queued again",
+        "1 failed e-mail(s) queued again",
+        "sent 2, deferred 0, failed 0",
+    ]
+    assert server.wait_for(2)
+
+
+def test_cli_notify_without_smtp_is_one_line_with_the_outbox(tmp_path: Path) -> None:
+    config = _config(tmp_path, None)
+    with Store(tmp_path / "pm.db") as store:
+        add_subscriber(store, "a@example.org")
+        enqueue_alert(store, add_alert(store))
+    code, out, err = _notify(config)
+    assert code == 2 and out == ""
+    assert err == "error: no 'smtp:' section in the config; outbox: {'pending': 1}\n"
