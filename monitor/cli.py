@@ -663,16 +663,45 @@ def report(
 
     out = Path(out_dir) if out_dir else app.config.reports_path / "report"
     t0 = time.monotonic()
+    err = Console(stderr=True)
+    options: dict[str, Any] = {
+        "formats": formats or FORMATS,
+        "platforms": platforms,
+        "doc_types": doc_types,
+        "since": since,
+        "until": until,
+    }
     with app.store() as store:
-        written = write_report(
-            store,
-            out,
-            formats=formats or FORMATS,
-            platforms=platforms,
-            doc_types=doc_types,
-            since=since,
-            until=until,
-        )
+        if err.is_terminal:
+            # Diffing every pair of versions is most of the time on a large history.
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            with Progress(
+                TextColumn("report: diff pages"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("", total=None)
+                written = write_report(
+                    store,
+                    out,
+                    on_start=lambda n: progress.update(task, total=n),
+                    on_page=lambda n: progress.update(task, advance=n),
+                    **options,
+                )
+        else:
+            written = write_report(store, out, **options)
     for fmt, path in written.items():
         click.echo(f"{fmt:<5} {path}")
     click.echo(f"written in {time.monotonic() - t0:.1f} s", err=True)

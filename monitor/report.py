@@ -590,15 +590,20 @@ def write_report(
     since: str | dt.date | None = None,
     until: str | dt.date | None = None,
     workers: int = 2,
+    on_start: Callable[[int], None] | None = None,
     on_page: Callable[[int], None] | None = None,
 ) -> dict[str, Path]:
-    """Collect once and write each format; returns format -> path written."""
+    """Collect once and write each format; returns format -> path written. ``on_start``
+    gets the number of diff pages the HTML report links to, ``on_page`` a count of pages
+    done (written or kept) as they are (for a progress bar)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise MonitorError(
             f"unknown report format {unknown[0]!r} (choose from {', '.join(FORMATS)})"
         )
     report = collect(store, platforms=platforms, doc_types=doc_types, since=since, until=until)
+    if on_start:
+        on_start(diff_page_count(report) if "html" in formats else 0)
     written: dict[str, Path] = {}
     for fmt in formats:
         if fmt == "json":

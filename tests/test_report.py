@@ -297,3 +297,28 @@ def test_diff_pages_are_the_same_from_a_process_pool(imported: Store, tmp_path: 
     assert pages == sorted(p.relative_to(two) for p in two.glob("diffs/*/*.html"))
     for page in pages:
         assert (one / page).read_bytes() == (two / page).read_bytes()
+
+
+def test_progress_counts_every_diff_page_written_or_kept(imported: Store, tmp_path: Path) -> None:
+    for _ in range(2):  # written, then kept
+        totals: list[int] = []
+        done: list[int] = []
+        write_report(
+            imported,
+            tmp_path / "report",
+            formats=["html"],
+            workers=1,
+            on_start=totals.append,
+            on_page=done.append,
+        )
+        assert totals == [5] and sum(done) == 5
+
+
+def test_cli_report_shows_progress_on_a_terminal(imported: Store, tmp_path: Path) -> None:
+    args = ["--db", str(imported.path), "report", "--out", str(tmp_path / "r")]
+    on_tty = CliRunner().invoke(cli, args, env={"TTY_COMPATIBLE": "1"})
+    assert on_tty.exit_code == 0, on_tty.output
+    assert "report: diff pages" in on_tty.stderr
+    piped = CliRunner().invoke(cli, args, env={"TTY_COMPATIBLE": "0"})
+    assert "report: diff pages" not in piped.stderr
+    assert "index.html" in piped.stdout
