@@ -6,13 +6,24 @@ document's alert history (so the same clause never alerts twice) and stores the 
 :func:`list_alerts` reads them back for pages, the feed and the CLI.
 
 A *clause* is one analysed unit with its ai-training findings merged (several rules can fire on
-one unit). Clauses are matched across versions by word-sequence similarity, so a clause that is
-only reworded is the same clause. Its ``clause_key`` is the normalised text of the first version
-of that clause that ever alerted, reused by fuzzy match for every later wording.
+one unit). Clauses are matched across versions by word-sequence similarity, as wholes and at
+sentence level (table cells, bullets and sentences of a unit apart): a new wording is the old
+clause when each of its sentences that says the training is found in it, reworded, or nearly
+word for word whatever the sizes (a sentence split out of a 130-word table row). So a clause
+that is only reworded, moved or re-split is the same clause. Its ``clause_key`` is the
+normalised text of the first version of that clause that ever alerted, reused by fuzzy match
+for every later wording.
+
+An opt-out sentence added next to a newly added training clause of the same section (within
+three units) is that clause's way out: one ``ai_training_added`` alert, at opt-out severity,
+quoting both. A regime is *downgraded* only when the old consent wording is gone: not when a
+weaker copy or piece of a clause appears while a wording of it keeps the old regime.
 
 Key formats (``alerts.clause_key``):
 
 - ``<text>`` ai_training_added (and the training clauses listed by a baseline);
+- ``<text>#back=<hash>`` ai_training_added of a clause that returns after the
+  ``@removed#<hash>`` alert said the policy had stopped disclosing training;
 - ``<text>#to=<consent>`` consent_downgraded (one alert per clause and consent level);
 - ``<text>#denial`` negation_removed;
 - ``@baseline``, ``@removed#<hash>``, ``@document#to=<consent>`` document-level alerts.
@@ -31,7 +42,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -40,7 +51,9 @@ from monitor.models import Analysis, Consent, Finding, Span
 from monitor.store import Store, Version, iso
 
 __all__ = [
+    "EMAILABLE_ORIGINS",
     "OPT_IN_WORDING",
+    "ORIGINS",
     "AlertDecision",
     "AlertRow",
     "AlertType",
@@ -49,6 +62,12 @@ __all__ = [
     "opt_in_wording",
     "record_alerts",
 ]
+
+
+# Where an alert came from (``alerts.origin``). Only the e-mailable ones reach subscribers:
+# imported history is not news, unless the import was asked to notify (issue 6).
+ORIGINS = ("check", "import", "import-notify")
+EMAILABLE_ORIGINS = ("check", "import-notify")
 
 
 class AlertType(StrEnum):
@@ -156,6 +175,11 @@ class AlertRow:
     unit_text: str | None
     summary: str
     evidence: dict[str, Any]
+    origin: str = "check"
+
+    @property
+    def emailable(self) -> bool:
+        return self.origin in EMAILABLE_ORIGINS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +197,7 @@ class AlertRow:
             "unit_text": self.unit_text,
             "summary": self.summary,
             "evidence": self.evidence,
+            "origin": self.origin,
         }
 
 
@@ -191,6 +216,18 @@ _CONTAINMENT_MIN_WORDS = 6
 _CONTAINMENT_MIN_SIZE_RATIO = 0.4
 # A run of this many identical words in a row, covering most of the shorter wording.
 _BLOCK_MIN_WORDS = 12
+# Near-total containment: the shorter wording's words found in the longer one, in order, with
+# a long run among them, is the same clause whatever the sizes (a sentence and the 135-word
+# table row it was taken from).
+_NEAR_TOTAL = 0.9
+_NEAR_TOTAL_MIN_WORDS = 8
+# Sentences shorter than this are not compared on their own ("We use it to:", a heading).
+_PIECE_MIN_WORDS = 6
+# Table cells, line breaks and bullets inside one unit separate sentences as well.
+_PIECE_CUT = re.compile(r"\s\|\s|<br\s*/?>|\s[*•]\s|\s[—–]\s")
+# An opt-out sentence this close to a newly added training clause of the same section is
+# that clause's way out, not a disclosure of its own.
+_FOLD_WINDOW = 3
 
 _WORD = re.compile(r"\w+")
 _SEVERITY_BY_CONSENT = {Consent.NONE: "high", Consent.OPT_OUT: "medium"}
@@ -218,14 +255,18 @@ def similarity(a: str, b: str) -> float:
     matcher = difflib.SequenceMatcher(None, wa, wb, autojunk=False)
     ratio = matcher.ratio() if matcher.real_quick_ratio() >= SIMILARITY else 0.0
     short, long_ = sorted((wa, wb), key=len)
-    if (
-        len(short) >= _CONTAINMENT_MIN_WORDS
-        and len(short) / len(long_) >= _CONTAINMENT_MIN_SIZE_RATIO
-    ):
+    if len(short) >= _CONTAINMENT_MIN_WORDS:
         common = sum((Counter(short) & Counter(long_)).values())
         containment = common / len(short)
-        if containment >= _CONTAINMENT:
+        if containment >= _CONTAINMENT and len(short) / len(long_) >= _CONTAINMENT_MIN_SIZE_RATIO:
             ratio = max(ratio, containment)
+        elif containment >= _NEAR_TOTAL and len(short) >= _NEAR_TOTAL_MIN_WORDS:
+            # Bag containment alone is cheap and loose (common words are everywhere in a long
+            # row): require the words in order, with a long run among them.
+            blocks = matcher.get_matching_blocks()
+            in_order = sum(m.size for m in blocks) / len(short)
+            if in_order >= _NEAR_TOTAL and max(m.size for m in blocks) * 2 >= len(short):
+                ratio = max(ratio, in_order)
     if ratio < SIMILARITY and len(short) >= _BLOCK_MIN_WORDS:
         # A clause moved into a longer unit (a table row, a new lead-in) keeps a long run of
         # identical words even when the unit as a whole shares little.
@@ -239,6 +280,33 @@ def _is_training_family(f: Finding) -> bool:
     return f.pack == "ai-training" or f.category == "ai_training"
 
 
+def _pieces(text: str, spans: Sequence[Span]) -> tuple[list[str], list[str]]:
+    """A unit's sentences (table cells and bullets split too), normalised, and those of them
+    that carry a training purpose (all of them when no span says)."""
+    # Imported here: the analyser package costs 0.4 s to import, which `check` of unchanged
+    # pages and the daemon's start never pay for (they import this module for the outbox).
+    from monitor.analyse.segment import split_sentences
+
+    bounds: list[tuple[int, int]] = []
+    pos = 0
+    for m in _PIECE_CUT.finditer(text):
+        bounds.append((pos, m.start()))
+        pos = m.end()
+    bounds.append((pos, len(text)))
+    purposes = [sp.start for sp in spans if sp.role == "purpose"]
+    pieces: list[str] = []
+    training: list[str] = []
+    for lo, hi in bounds:
+        for start, end in split_sentences(text, lo, hi):
+            norm = normalise(text[start:end])
+            if len(norm.split()) < _PIECE_MIN_WORDS:
+                continue
+            pieces.append(norm)
+            if any(start <= at < end for at in purposes):
+                training.append(norm)
+    return pieces, training or pieces
+
+
 @dataclass(slots=True)
 class _Clause:
     """One unit with its ai-training findings merged."""
@@ -247,6 +315,39 @@ class _Clause:
     text: str
     norm: str
     findings: list[Finding]
+    _pieces: tuple[list[str], list[str]] | None = field(default=None, repr=False)
+    _words: frozenset[str] | None = field(default=None, repr=False)
+
+    @property
+    def pieces(self) -> list[str]:
+        """The unit's sentences, normalised (see :func:`_pieces`)."""
+        if self._pieces is None:
+            self._pieces = _pieces(self.text, self.spans())
+        return self._pieces[0]
+
+    @property
+    def training_pieces(self) -> list[str]:
+        """The sentences that say the training: what makes two wordings the same clause."""
+        if self._pieces is None:
+            self._pieces = _pieces(self.text, self.spans())
+        return self._pieces[1]
+
+    @property
+    def words(self) -> frozenset[str]:
+        if self._words is None:
+            self._words = frozenset(self.norm.split())
+        return self._words
+
+    @property
+    def heading(self) -> tuple[str, ...]:
+        return tuple(self.findings[0].heading_path)
+
+    @property
+    def choice_words(self) -> list[str]:
+        """The opt-in or opt-out wording in the unit's own text, normalised ("object to",
+        "only if you opt in"); not "legitimate interests", not cues tied in from neighbours."""
+        words = (normalise(s.text) for s in self.spans() if s.role in ("opt_in", "opt_out"))
+        return list(dict.fromkeys(w for w in words if w))
 
     @property
     def training(self) -> bool:
@@ -351,13 +452,38 @@ def _same_data(a: _Clause, b: _Clause) -> bool:
     return not (da and db) or bool(da & db)
 
 
+def _piece_score(piece: str, norm: str, pieces: Sequence[str], words: frozenset[str]) -> float:
+    """How well one sentence is found in a wording (given whole, and as sentences)."""
+    own = piece.split()
+    if sum(w in words for w in own) < SIMILARITY * len(own):
+        return 0.0  # most of its words are not there at all: no ordering can fix that
+    return max([similarity(piece, norm), *(similarity(piece, q) for q in pieces)])
+
+
+def clause_similarity(new: _Clause, old: _Clause) -> float:
+    """Whether ``new`` is a wording of ``old``: the units as wholes, or else every sentence
+    of ``new`` that says the training found in ``old`` (split out of a table row, moved under
+    a new lead-in, cut in two). Not symmetric: what ``old`` also said may have gone."""
+    whole = similarity(new.norm, old.norm)
+    if whole >= SIMILARITY or not new.training_pieces:
+        return whole
+    worst = 1.0
+    for piece in new.training_pieces:
+        worst = min(worst, _piece_score(piece, old.norm, old.pieces, old.words))
+        if worst < SIMILARITY:
+            return whole
+    return max(whole, worst)
+
+
 def _best_match(clause: _Clause, candidates: Iterable[_Clause]) -> tuple[_Clause | None, float]:
     best: _Clause | None = None
     score = 0.0
     for other in candidates:
         if not clause.categories & other.categories or not _same_data(clause, other):
             continue
-        s = similarity(clause.norm, other.norm)
+        if clause.norm == other.norm:
+            return other, 1.0
+        s = clause_similarity(clause, other)
         if s > score:
             best, score = other, s
     return (best, score) if score >= SIMILARITY else (None, score)
@@ -380,17 +506,25 @@ class _Keys:
         self.denials = sorted(set(self.denials))
 
     @staticmethod
-    def _reuse(norm: str, pool: Sequence[str]) -> str | None:
+    def _reuse(norm: str, pool: Sequence[str], pieces: Sequence[str] = ()) -> str | None:
         best, score = None, 0.0
         for text in pool:
             s = similarity(norm, text)
+            if s < SIMILARITY and pieces:
+                # Every training sentence of the wording found in the key's text.
+                words = frozenset(text.split())
+                s = max(s, min(_piece_score(p, text, (), words) for p in pieces))
             if s > score:
                 best, score = text, s
         return best if score >= SIMILARITY else None
 
-    def clause(self, norm: str) -> tuple[str, bool]:
+    def clause(self, clause: _Clause | str) -> tuple[str, bool]:
         """The key of a training clause, and whether it has alerted before."""
-        reused = self._reuse(norm, self.texts)
+        if isinstance(clause, str):
+            norm, pieces = clause, []
+        else:
+            norm, pieces = clause.norm, clause.training_pieces
+        reused = self._reuse(norm, self.texts, pieces)
         return (reused, True) if reused is not None else (norm, False)
 
     def denial(self, norm: str) -> str:
@@ -446,16 +580,20 @@ def decide_alerts(
     new: Analysis,
     *,
     seen_keys: Collection[str] = (),
+    removed: Mapping[str, str] | None = None,
     first_version: bool,
 ) -> list[AlertDecision]:
     """The alerts a transition from ``prev`` to ``new`` deserves (pure).
 
     ``seen_keys`` are the ``clause_key`` values of the document's earlier alerts (plus the
     clause keys a baseline alert listed): a clause matching one of them never alerts again
-    for the same reason. ``first_version`` marks the first version of a newly watched
-    document; with ``prev`` None otherwise, everything in ``new`` counts as added.
+    for the same reason, unless ``removed`` maps its key to the ``@removed#...`` alert that
+    followed its last alert: training that comes back after the policy stopped disclosing it
+    is news again (once per removal). ``first_version`` marks the first version of a newly
+    watched document; with ``prev`` None otherwise, everything in ``new`` counts as added.
     """
     keys = _Keys(seen_keys)
+    removed = removed or {}
     old_clauses = _clauses(prev)
     new_clauses = _clauses(new)
     old_training = [c for c in old_clauses if c.training]
@@ -476,22 +614,38 @@ def decide_alerts(
     added_units: set[int] = set()
     matches = {c.unit_index: _best_match(c, old_training) for c in new_training}
     existing = [c for c in new_training if matches[c.unit_index][0] is not None]
-    for clause in new_training:
+    added = [
+        c
+        for c in new_training
+        if matches[c.unit_index][0] is None
+        and c.consent != Consent.OPT_IN
+        and not _opt_out_for(c, existing)
+    ]
+    folded_into, folded = _fold_opt_outs(added)
+    for clause in added:
+        if clause.unit_index in folded:
+            continue  # said in the alert of the training clause it is the way out of
+        consent_explained = True
+        key, alerted_before = keys.clause(clause)
+        removal = removed.get(key) if alerted_before else None
+        if alerted_before and removal is None:
+            continue  # the same clause came back: it alerted once already
+        if removal is not None:
+            # It had gone, and the removal was reported: its return is news, once per removal.
+            key = f"{key}#back={removal.partition('#')[2]}"
+        decision = _added(
+            clause, key, old_clauses, folded_into.get(clause.unit_index, []), returns=removal
+        )
+        if emit(decision):
+            added_units.add(clause.unit_index)
+    for clause in existing:
         match, score = matches[clause.unit_index]
-        if match is None:
-            key, alerted_before = keys.clause(clause.norm)
-            if clause.consent == Consent.OPT_IN or _opt_out_for(clause, existing):
-                continue
-            consent_explained = True
-            if alerted_before:
-                continue  # the same clause came back: it alerted once already
-            if emit(_added(clause, key, old_clauses)):
-                added_units.add(clause.unit_index)
-            continue
-        key, _ = keys.clause(match.norm)
+        assert match is not None
         if clause.consent.strength < match.consent.strength:
             consent_explained = True
-            emit(_downgraded(clause, match, key, score))
+            if _regime_persists(match, new_training, clause):
+                continue  # a copy or a piece of the clause; its old regime is still there
+            emit(_downgraded(clause, match, keys.clause(match)[0], score))
 
     for denial in (c for c in old_clauses if c.denial):
         if _best_match(denial, (c for c in new_clauses if c.denial))[0] is not None:
@@ -504,8 +658,11 @@ def decide_alerts(
         emit(_negation_removed(denial, replaced_by, new, keys.denial(denial.norm)))
 
     if old_training and not new_training:
-        old_keys = sorted(keys.clause(c.norm)[0] for c in old_training)
-        digest = hashlib.sha256("\n".join(old_keys).encode()).hexdigest()[:16]
+        old_keys = sorted(keys.clause(c)[0] for c in old_training)
+        # The removals these clauses went through before make a second removal of the same
+        # clauses a new alert (the first removal's digest is the plain one).
+        earlier = sorted({removed[k] for k in old_keys if k in removed})
+        digest = hashlib.sha256("\n".join(old_keys + earlier).encode()).hexdigest()[:16]
         emit(
             AlertDecision(
                 type=AlertType.AI_TRAINING_REMOVED,
@@ -530,6 +687,11 @@ def decide_alerts(
         and not consent_explained
         and Consent.NA not in (prev.consent, new.consent)
         and new.consent.strength < prev.consent.strength
+        and not all(
+            _regime_persists(c, new_training)
+            for c in old_training
+            if c.consent.strength > new.consent.strength
+        )
     ):
         weakest = [c for c in new_training if c.consent == new.consent] or new_training
         emit(
@@ -561,25 +723,108 @@ def _opt_out_for(clause: _Clause, existing: Sequence[_Clause]) -> bool:
     )
 
 
+def _is_opt_out_sentence(clause: _Clause) -> bool:
+    # It names the way out in its own words ("you can object to ...").
+    return clause.consent == Consent.OPT_OUT and bool(clause.choice_words)
+
+
+def _fold_opt_outs(
+    added: Sequence[_Clause],
+) -> tuple[dict[int, list[_Clause]], set[int]]:
+    """New opt-out sentences that are the way out of a training clause added next to them, in
+    the same section ("We will use your posts to train ... [...] You can object to this use
+    ..."): one change, so one alert, on the training clause. Returns host unit -> the opt-out
+    clauses folded into it, and the folded units."""
+    into: dict[int, list[_Clause]] = {}
+    folded: set[int] = set()
+    for clause in added:
+        if not _is_opt_out_sentence(clause) or clause.unit_index in into:
+            continue
+        hosts = [
+            c
+            for c in added
+            if c is not clause
+            and c.unit_index not in folded
+            and c.heading == clause.heading
+            and abs(c.unit_index - clause.unit_index) <= _FOLD_WINDOW
+        ]
+        if not hosts:
+            continue
+        # A disclosure rather than another opt-out sentence; the nearest; the one before.
+        host = min(
+            hosts,
+            key=lambda c: (
+                _is_opt_out_sentence(c),
+                abs(c.unit_index - clause.unit_index),
+                c.unit_index,
+            ),
+        )
+        into.setdefault(host.unit_index, []).append(clause)
+        folded.add(clause.unit_index)
+    return into, folded
+
+
+def _regime_persists(
+    old: _Clause, new_training: Sequence[_Clause], near: _Clause | None = None
+) -> bool:
+    """Whether the consent wording of ``old`` is still in the new version: a clause that is a
+    wording of it keeps at least its regime (a table row copied or split: one piece lost its
+    regime but the row still has it), or the old unit's own consent words are still said in a
+    training clause next to ``near`` in its section (the way out moved to its own sentence)."""
+    for c in new_training:
+        if c.consent.strength >= old.consent.strength and clause_similarity(c, old) >= SIMILARITY:
+            return True
+    cues = old.choice_words
+    if near is None or not cues:
+        return False
+    around = [
+        c.norm
+        for c in new_training
+        if c.heading == near.heading
+        and abs(c.unit_index - near.unit_index) <= _FOLD_WINDOW
+        and c.consent.strength >= old.consent.strength
+    ]
+    return all(any(cue in text for text in around) for cue in cues)
+
+
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _added(clause: _Clause, key: str, old_clauses: Sequence[_Clause]) -> AlertDecision:
+def _added(
+    clause: _Clause,
+    key: str,
+    old_clauses: Sequence[_Clause],
+    opt_outs: Sequence[_Clause] = (),
+    returns: str | None = None,
+) -> AlertDecision:
     replaced, _ = _best_match(clause, (c for c in old_clauses if c.denial))
+    # An opt-out sentence folded in is this training's way out: opt-out, not "no choice".
+    consent = Consent.OPT_OUT if opt_outs and clause.consent == Consent.NONE else clause.consent
     how = (
         "with no opt-in and no way to opt out"
-        if clause.consent == Consent.NONE
+        if consent == Consent.NONE
         else "by default, with only an opt-out"
     )
     summary = f"A new clause says data is used to train AI {how}"
+    if returns is not None:
+        summary = (
+            f"AI training is back: a clause says again that data is used to train AI {how},"
+            " after the policy had stopped saying so"
+        )
+    if opt_outs:
+        summary += " (the way out is stated in a separate sentence nearby)"
     summary += " (it replaces a statement that data is not used for training)." if replaced else "."
-    evidence = _evidence([clause], old=[replaced] if replaced else [], consent=clause.consent)
+    evidence = _evidence([clause, *opt_outs], old=[replaced] if replaced else [], consent=consent)
+    if opt_outs:
+        evidence["opt_out_clauses"] = [c.text for c in opt_outs]
+    if returns is not None:
+        evidence["returns_after"] = returns
     if replaced is not None:
         evidence["replaces_denial"] = replaced.text
     return AlertDecision(
         type=AlertType.AI_TRAINING_ADDED,
-        severity=_SEVERITY_BY_CONSENT.get(clause.consent, "medium"),
+        severity=_SEVERITY_BY_CONSENT.get(consent, "medium"),
         clause_key=key,
         unit_text=clause.text,
         summary=summary,
@@ -638,7 +883,7 @@ def _baseline(new_training: Sequence[_Clause], keys: _Keys) -> list[AlertDecisio
     if not without or "@baseline" in keys.seen:
         return []
     weakest = min((c.consent for c in without), key=lambda c: c.strength)
-    clause_keys = [keys.clause(c.norm)[0] for c in without]
+    clause_keys = [keys.clause(c)[0] for c in without]
     return [
         AlertDecision(
             type=AlertType.BASELINE,
@@ -664,17 +909,26 @@ def _one_line(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _seen_keys(store: Store, doc_id: str) -> set[str]:
+def _history(store: Store, doc_id: str) -> tuple[set[str], dict[str, str]]:
+    """The document's alert keys (see :func:`decide_alerts`), and for each clause text the
+    ``@removed#...`` key of the last removal alert that listed it."""
     seen: set[str] = set()
+    removed: dict[str, str] = {}
     for row in store.query(
-        "SELECT type, clause_key, evidence FROM alerts WHERE document_id = ?", (doc_id,)
+        "SELECT type, clause_key, evidence FROM alerts WHERE document_id = ? ORDER BY id",
+        (doc_id,),
     ):
         seen.add(row["clause_key"])
-        if row["type"] == AlertType.BASELINE.value:
+        if row["type"] in (AlertType.BASELINE.value, AlertType.AI_TRAINING_REMOVED.value):
             # A hand-edited evidence column must not stop the check.
-            with contextlib.suppress(ValueError, AttributeError):
-                seen.update(json.loads(row["evidence"]).get("clause_keys") or [])
-    return seen
+            listed: list[str] = []
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                listed = [str(k) for k in json.loads(row["evidence"]).get("clause_keys") or []]
+            if row["type"] == AlertType.BASELINE.value:
+                seen.update(listed)
+            else:
+                removed.update(dict.fromkeys(listed, row["clause_key"]))
+    return seen, removed
 
 
 def _version_ref(v: Version | None) -> dict[str, Any] | None:
@@ -696,19 +950,29 @@ def record_alerts(
     version: Version,
     prev_analysis: Analysis | None,
     analysis: Analysis,
+    *,
+    origin: str | None = None,
 ) -> list[int]:
     """The pipeline's alert hook: decide the alerts for a new version and store them.
 
     Runs inside the caller's transaction (or its own). Returns the new alert ids. An alert
     whose (document, type, clause_key) already exists is skipped, never duplicated.
+    ``origin`` (one of :data:`ORIGINS`) defaults to ``check`` for a fetched version and
+    ``import`` for an imported one.
     """
+    if origin is None:
+        origin = "import" if version.source == "import" else "check"
+    if origin not in ORIGINS:
+        raise ValueError(f"unknown alert origin {origin!r}")
     with store.transaction():
         if prev_version is not None and prev_analysis is None:
             prev_analysis = store.analysis(prev_version)
+        seen, removed = _history(store, doc_id)
         decisions = decide_alerts(
             prev_analysis,
             analysis,
-            seen_keys=_seen_keys(store, doc_id),
+            seen_keys=seen,
+            removed=removed,
             first_version=prev_version is None,
         )
         ids: list[int] = []
@@ -719,8 +983,8 @@ def record_alerts(
             }
             cur = store.conn.execute(
                 "INSERT OR IGNORE INTO alerts (document_id, type, severity, version_id, "
-                "prev_version_id, created_at, clause_key, unit_text, summary, evidence) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "prev_version_id, created_at, clause_key, unit_text, summary, evidence, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     doc_id,
                     d.type.value,
@@ -732,6 +996,7 @@ def record_alerts(
                     d.unit_text,
                     d.summary,
                     json.dumps(evidence, ensure_ascii=False),
+                    origin,
                 ),
             )
             if cur.rowcount and cur.lastrowid is not None:
@@ -774,6 +1039,7 @@ def _row(r: dict[str, Any]) -> AlertRow:
         unit_text=r["unit_text"],
         summary=r["summary"],
         evidence=evidence if isinstance(evidence, dict) else {},
+        origin=r.get("origin") or "check",
     )
 
 

@@ -132,6 +132,7 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
     with app.store() as store:
         pipeline = Pipeline(config, store)
         selected = pipeline.select(docs)
+        _warn_without_base_url(config, store)
         show_progress = err.is_terminal and not as_json
         if show_progress:
             from rich.progress import (
@@ -209,6 +210,20 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
     click.echo(f"{len(results)} checked, {new} new version(s), {alerts} alert(s), {failed} failed")
     if delivery is not None:
         click.echo(f"e-mail: {delivery.summary()}")
+
+
+def _warn_without_base_url(config: Config, store: Store) -> None:
+    """Once per check: e-mails cannot link to alert pages nobody can open."""
+    if config.base_url:
+        return
+    row = store.query_one("SELECT count(*) AS n FROM subscribers")
+    if row and row["n"]:
+        click.echo(
+            f"warning: base_url is not set, so the e-mails to {row['n']} subscriber(s) name "
+            "their alert page but cannot link to it; set base_url to the public URL of "
+            f"reports_dir ({config.reports_path})",
+            err=True,
+        )
 
 
 # --- history / diff ----------------------------------------------------------------------
@@ -460,13 +475,12 @@ def notify(app: AppContext, resend_unknown: bool, retry_failed: bool) -> None:
             click.echo(f"{notify_stage.resend_unknown(store)} e-mail(s) in doubt queued again")
         if retry_failed:
             click.echo(f"{notify_stage.retry_failed(store)} failed e-mail(s) queued again")
-        notify_stage.enqueue_digests(
-            store, base_url=config.base_url, reports_dir=config.reports_path
-        )
+        notify_stage.enqueue_digests(store, base_url=config.base_url, smtp=config.smtp)
         if config.smtp is None:
             counts = notify_stage.outbox_counts(store)
             raise MonitorError(f"no 'smtp:' section in the config; outbox: {counts}")
-        report = notify_stage.deliver_pending(store, config.smtp)
+        # An operator asking now: try the server even while the outbox backs off.
+        report = notify_stage.deliver_pending(store, config.smtp, force=True)
     click.echo(report.summary())
 
 
@@ -592,10 +606,12 @@ def import_dir(app: AppContext, path: str, notify_: bool, workers: int, as_json:
                 )
         else:
             result = import_tree(pipeline, Path(path), workers=workers)
-        if notify_ and result.alert_ids:
-            pipeline.publish()
+        # Pages, index and feed always (they list every alert); e-mail only with --notify.
+        pipeline.publish()
+    index = app.config.reports_path / "alerts" / "index.html"
     if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        summary = result.to_dict() | {"alerts_index": str(index)}
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
         return
     for problem in result.problems:
         err.print(f"[yellow]skipped[/] {problem}", highlight=False, markup=True, soft_wrap=True)
@@ -605,6 +621,7 @@ def import_dir(app: AppContext, path: str, notify_: bool, workers: int, as_json:
         f"{result.skipped} skipped, {result.suspect} suspect, {result.alerts} alerts "
         f"in {result.seconds:.1f} s ({result.versions_per_second:.0f} versions/s)"
     )
+    click.echo(f"alert pages: {index}")
 
 
 @cli.command()
@@ -646,16 +663,45 @@ def report(
 
     out = Path(out_dir) if out_dir else app.config.reports_path / "report"
     t0 = time.monotonic()
+    err = Console(stderr=True)
+    options: dict[str, Any] = {
+        "formats": formats or FORMATS,
+        "platforms": platforms,
+        "doc_types": doc_types,
+        "since": since,
+        "until": until,
+    }
     with app.store() as store:
-        written = write_report(
-            store,
-            out,
-            formats=formats or FORMATS,
-            platforms=platforms,
-            doc_types=doc_types,
-            since=since,
-            until=until,
-        )
+        if err.is_terminal:
+            # Diffing every pair of versions is most of the time on a large history.
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            with Progress(
+                TextColumn("report: diff pages"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("", total=None)
+                written = write_report(
+                    store,
+                    out,
+                    on_start=lambda n: progress.update(task, total=n),
+                    on_page=lambda n: progress.update(task, advance=n),
+                    **options,
+                )
+        else:
+            written = write_report(store, out, **options)
     for fmt, path in written.items():
         click.echo(f"{fmt:<5} {path}")
     click.echo(f"written in {time.monotonic() - t0:.1f} s", err=True)
@@ -689,6 +735,9 @@ def search(
     for h in hits:
         head = Text(f"{h.document_id}", style="bold")
         head.append(f"  version {h.version}  {h.first_seen[:10]}", style="dim")
+        if h.versions > 1:
+            since = (h.since or h.first_seen)[:10]
+            head.append(f"  (in {h.versions} versions since {since})", style="dim")
         console.print(head)
         passage = Text("  ")
         for i, piece in enumerate(h.snippet.replace(MARK_END, MARK_START).split(MARK_START)):

@@ -136,8 +136,37 @@ class SmtpSettings(_Strict):
     password: str | None = None
     sender: str = "policy-monitor@localhost"
     timeout: Duration = 30.0
-    retries: int = Field(5, ge=0)  # delivery attempts before a row is marked failed
-    backoff: Duration = 60.0
+    backoff: Duration = 60.0  # first wait after a failure; doubles each time
+    max_backoff: Duration = 3600.0  # ... up to this
+    # A message is given up (failed) only when refused with a 5xx, or when it still cannot be
+    # delivered this long after it was queued: an outage costs no message its chance.
+    give_up_after: Duration = 3 * 86400.0
+    # Where "unsubscribe TOKEN" e-mails go (List-Unsubscribe mailto); default: the sender.
+    unsubscribe: str | None = None
+    # An unsubscribe endpoint the operator runs, with {token} in it; only then do e-mails
+    # offer a URL (and RFC 8058 one-click for https). policy-monitor serves none itself.
+    unsubscribe_url: str | None = None
+    # Ignored: delivery attempts are no longer counted (give_up_after decides). Accepted so
+    # that configs written for earlier versions still load.
+    retries: int | None = Field(None, ge=0)
+
+    @field_validator("unsubscribe")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not re.search(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", v):
+            raise ValueError(f"not an e-mail address: {v!r}")
+        return v
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _token_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.match(r"^https?://[^/\s]+\S*$", v):
+            raise ValueError(f"not an http(s) URL: {v!r}")
+        if "{token}" not in v:
+            raise ValueError("needs {token} where the subscriber's token goes")
+        return v
 
 
 class SuspectSettings(_Strict):

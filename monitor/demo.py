@@ -166,7 +166,6 @@ smtp:
   host: 127.0.0.1
   port: {smtp_port}
   sender: "policy-monitor demo <demo@policy-monitor.invalid>"
-  retries: 2
   backoff: 0
 """
     return parse_config(text, str(folder / "config.yaml"))

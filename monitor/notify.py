@@ -11,20 +11,26 @@ Outbox semantics
     * Every e-mail is a ``deliveries`` row (status ``pending``) before any attempt to send it.
       The message is composed when it is enqueued: subject, text and HTML bodies and headers
       are stored in the row, so a later send depends neither on the templates nor on the alert.
-      Only ``From`` (the configured sender), ``Date`` and the ``mailto:`` unsubscribe address
-      (which is the sender) are added at send time.
+      Only ``From`` (the configured sender) and ``Date`` are added at send time (and the
+      ``mailto:`` unsubscribe address for rows queued before it was stored with them).
     * One alert is enqueued at most once per subscriber: the row's ``Message-ID`` is derived
       from the alert id, the subscriber id and the subscriber's token, and is UNIQUE. A digest's
       is derived from the newest alert it lists, a health e-mail's from its key.
     * :func:`deliver_pending` sends the rows that are due, over one SMTP connection (reconnected
       when it drops). For each row: mark ``sending`` (committed), hand the message to the
       server, mark ``sent`` (committed).
-    * A failure before the server accepted the message (connection refused, timeout, a 4xx
-      reply, a dropped connection before DATA) puts the row back to ``pending`` with
-      ``attempts`` + 1, ``last_error`` and ``next_attempt_at = now + backoff * 2^(attempts-1)``.
-      After ``smtp.retries`` attempts the row is ``failed``. A 5xx refusal of the recipient or
-      of the message is ``failed`` at once. Failed rows are kept and visible; :func:`retry_failed`
-      queues them again.
+    * A failure of the *server* (connection refused, timeout, a 4xx or 5xx greeting, TLS or
+      login failure, a refused sender, a 421 reply) costs no message anything: the rows stay
+      ``pending`` as they were (``last_error`` says why) and the whole outbox backs off.
+      The ``smtp_state`` row remembers the outage across runs; runs before its ``retry_at``
+      (``backoff * 2^(failures-1)``, at most ``smtp.max_backoff``) return without connecting,
+      unless forced (``notify``). The first run that gets a session clears it.
+    * A failure of *one message*: a 5xx refusal of its recipient or of its data fails the row
+      at once; a 4xx puts it back to ``pending`` with its own backoff (same formula, by its
+      ``attempts``). A connection dropped before DATA sends nothing: the row waits for the next
+      run. A row is also ``failed`` when a delivery fails while it has waited more than
+      ``smtp.give_up_after`` (default 3 days) since it was queued. Failed rows are kept and
+      visible; :func:`retry_failed` queues them again (with a new give-up clock).
     * At most once, never silently lost. The one ambiguous moment is after the message data
       was handed over and before the row is marked ``sent``: the server may have accepted it.
       A row found in ``sending`` by the next run (the process died there), or whose DATA
@@ -65,6 +71,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from monitor.alerts import EMAILABLE_ORIGINS
 from monitor.config import SmtpSettings, slug
 from monitor.errors import ConfigError, NotFound, StoreError
 from monitor.store import Store, iso, utcnow
@@ -86,6 +93,7 @@ __all__ = [
     "render_message",
     "resend_unknown",
     "retry_failed",
+    "unsubscribe_address",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,6 +125,8 @@ _HEADLINES = {
     "ai_training_removed": "AI training language removed",
     "baseline": "already says data trains AI, without opt-in",
 }
+# Alerts about training that lacks an opt-in: only they say which opt-in wording was missing.
+_ASKS_FOR_OPT_IN = frozenset({"ai_training_added", "consent_downgraded", "baseline"})
 _CONSENT_LABELS = {
     "none": "none: no opt-in and no way to object is mentioned",
     "opt_out": "opt-out: used unless you object",
@@ -286,25 +296,28 @@ def enqueue_alert(
     alert_id: int,
     *,
     base_url: str | None = None,
-    reports_dir: str | os.PathLike[str] | None = None,
+    smtp: SmtpSettings | None = None,
     now: dt.datetime | None = None,
 ) -> list[int]:
     """Queue one e-mail per matching subscriber (``digest == "none"``) for an alert.
 
     Returns the ids of the rows created; an alert already queued for a subscriber is skipped,
     so calling this twice queues nothing more. Daily-digest subscribers get it in their digest.
+    An alert from imported history (origin ``import``) is never e-mailed: nothing is queued.
     """
     alert = _load_alerts(store, "a.id = ?", (alert_id,))
     if not alert:
         raise NotFound(f"no alert with id {alert_id}")
-    view = _alert_view(alert[0], base_url=base_url, reports_dir=reports_dir)
+    if alert[0].get("origin", "check") not in EMAILABLE_ORIGINS:
+        return []
+    view = _alert_view(alert[0], base_url=base_url)
     env = _environment()
     created: list[int] = []
     with store.transaction():
         for sub in list_subscribers(store):
             if sub.digest != "none" or not sub.wants(view["platform"], view["severity"]):
                 continue
-            context = {"alert": view, **_subscriber_context(sub, base_url)}
+            context = {"alert": view, **_subscriber_context(sub, smtp)}
             row_id = _insert_delivery(
                 store,
                 kind="alert",
@@ -313,7 +326,7 @@ def enqueue_alert(
                 subject=_alert_subject(view),
                 body_text=env.get_template("email_alert.txt").render(context),
                 body_html=_inline_css(env.get_template("email_alert.html").render(context)),
-                headers=_list_headers(sub, base_url) | {"X-Policy-Monitor-Alert": str(alert_id)},
+                headers=_list_headers(sub, smtp) | {"X-Policy-Monitor-Alert": str(alert_id)},
                 message_id=_message_id(f"alert{alert_id}.s{sub.id}", sub.token),
                 now=now,
             )
@@ -327,7 +340,7 @@ def enqueue_digests(
     *,
     now: dt.datetime | None = None,
     base_url: str | None = None,
-    reports_dir: str | os.PathLike[str] | None = None,
+    smtp: SmtpSettings | None = None,
 ) -> list[int]:
     """Queue a digest for each daily subscriber with matching alerts since their last digest.
 
@@ -349,12 +362,20 @@ def enqueue_digests(
             )
             if last and last["at"] and _parse_iso(last["at"]) > current - _DIGEST_MIN_GAP:
                 continue
+            # Imported history (origin "import") is not news: never in a digest.
+            emailable = f"a.origin IN ({', '.join('?' for _ in EMAILABLE_ORIGINS)})"
             if last and last["alert_id"] is not None:
-                rows = _load_alerts(store, "a.id > ?", (last["alert_id"],))
+                rows = _load_alerts(
+                    store, f"a.id > ? AND {emailable}", (last["alert_id"], *EMAILABLE_ORIGINS)
+                )
             else:
-                rows = _load_alerts(store, "a.created_at >= ?", (sub.created_at,))
+                rows = _load_alerts(
+                    store,
+                    f"a.created_at >= ? AND {emailable}",
+                    (sub.created_at, *EMAILABLE_ORIGINS),
+                )
             views = [
-                _alert_view(r, base_url=base_url, reports_dir=reports_dir)
+                _alert_view(r, base_url=base_url)
                 for r in rows
                 if sub.wants(r["platform"], r["severity"])
             ]
@@ -362,7 +383,7 @@ def enqueue_digests(
                 continue
             newest = max(v["id"] for v in views)
             context = {"alerts": views, "date": current.date().isoformat()}
-            context |= _subscriber_context(sub, base_url)
+            context |= _subscriber_context(sub, smtp)
             row_id = _insert_delivery(
                 store,
                 kind="digest",
@@ -371,7 +392,7 @@ def enqueue_digests(
                 subject=_digest_subject(views),
                 body_text=env.get_template("email_digest.txt").render(context),
                 body_html=_inline_css(env.get_template("email_digest.html").render(context)),
-                headers=_list_headers(sub, base_url),
+                headers=_list_headers(sub, smtp),
                 message_id=_message_id(f"digest.s{sub.id}.a{newest}", sub.token),
                 now=current,
             )
@@ -515,21 +536,31 @@ def _digest_subject(views: Sequence[dict[str, Any]]) -> str:
     return _header_text(f"[policy-monitor] daily digest: {len(views)} {noun} ({shown})")
 
 
-def _list_headers(sub: Subscriber, base_url: str | None) -> dict[str, str]:
-    # Keys starting with "_" are instructions for render_message, not headers.
+def _list_headers(sub: Subscriber, smtp: SmtpSettings | None) -> dict[str, str]:
+    # Keys starting with "_" are instructions for render_message, not headers. The address
+    # and URL are fixed when the message is composed, so that its footer and its
+    # List-Unsubscribe header always agree.
     headers = {"_unsubscribe_token": sub.token, "Auto-Submitted": "auto-generated"}
-    if url := _unsubscribe_url(sub, base_url):
-        headers["_unsubscribe_url"] = url
+    if smtp is not None:
+        headers["_unsubscribe_mailto"] = unsubscribe_address(smtp)
+    if url := _unsubscribe_url(sub, smtp):
+        headers["_list_unsubscribe_url"] = url
     return headers
 
 
-def _unsubscribe_url(sub: Subscriber, base_url: str | None) -> str | None:
-    if not base_url:
+def unsubscribe_address(smtp: SmtpSettings) -> str:
+    """Where "unsubscribe TOKEN" e-mails go: ``smtp.unsubscribe``, else the sender."""
+    return _bare_address(smtp.unsubscribe or smtp.sender)
+
+
+def _unsubscribe_url(sub: Subscriber, smtp: SmtpSettings | None) -> str | None:
+    # Only an endpoint the operator says they run: nothing in policy-monitor serves one.
+    if smtp is None or not smtp.unsubscribe_url:
         return None
-    return f"{base_url.rstrip('/')}/unsubscribe?token={sub.token}"
+    return smtp.unsubscribe_url.replace("{token}", sub.token)
 
 
-def _subscriber_context(sub: Subscriber, base_url: str | None) -> dict[str, Any]:
+def _subscriber_context(sub: Subscriber, smtp: SmtpSettings | None) -> dict[str, Any]:
     return {
         "subscriber": {
             "email": sub.email,
@@ -538,7 +569,8 @@ def _subscriber_context(sub: Subscriber, base_url: str | None) -> dict[str, Any]
             "digest": sub.digest,
             "token": sub.token,
         },
-        "unsubscribe_url": _unsubscribe_url(sub, base_url),
+        "unsubscribe_url": _unsubscribe_url(sub, smtp),
+        "unsubscribe_address": unsubscribe_address(smtp) if smtp else None,
     }
 
 
@@ -550,9 +582,7 @@ def _load_alerts(store: Store, where: str, params: Sequence[Any]) -> list[dict[s
     )
 
 
-def _alert_view(
-    row: dict[str, Any], *, base_url: str | None, reports_dir: str | os.PathLike[str] | None
-) -> dict[str, Any]:
+def _alert_view(row: dict[str, Any], *, base_url: str | None) -> dict[str, Any]:
     """What the templates show about one alert, read defensively from its evidence JSON."""
     try:
         evidence = json.loads(row.get("evidence") or "{}")
@@ -570,11 +600,14 @@ def _alert_view(
         or evidence.get("looked_for")
         or evidence.get("missing_cues")
     )
+    if row["type"] not in _ASKS_FOR_OPT_IN or consent == "opt_in":
+        # A removed clause or a removed denial: there is no training whose opt-in was missing.
+        looked_for = []
+    # Without base_url there is no address a subscriber can open: a file:// path would point
+    # into the monitor's own disk. The page's name still lets an operator find it.
     link: str | None = None
     if base_url:
         link = f"{base_url.rstrip('/')}/alerts/{row['id']}.html"
-    elif reports_dir is not None:
-        link = (Path(reports_dir).resolve() / "alerts" / f"{row['id']}.html").as_uri()
     severity = row["severity"] if row["severity"] in SEVERITIES else "high"
     return {
         "id": row["id"],
@@ -597,6 +630,7 @@ def _alert_view(
         "looked_for": looked_for,
         "created_at": row.get("created_at") or "",
         "link": link,
+        "page": f"alerts/{row['id']}.html",
     }
 
 
@@ -659,9 +693,15 @@ def _highlight(clause: str, finding: dict[str, Any]) -> list[tuple[str, bool]]:
 
 
 def render_message(
-    row: dict[str, Any], sender: str, *, date: dt.datetime | None = None
+    row: dict[str, Any],
+    sender: str,
+    *,
+    date: dt.datetime | None = None,
+    unsubscribe_to: str | None = None,
 ) -> EmailMessage:
-    """The e-mail for one ``deliveries`` row, as it goes on the wire (From = ``sender``)."""
+    """The e-mail for one ``deliveries`` row, as it goes on the wire (From = ``sender``).
+
+    ``unsubscribe_to`` is the mailto address for rows queued without one (default: sender)."""
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = _header_text(sender, 320)
     msg["To"] = row["recipient"]
@@ -670,9 +710,12 @@ def render_message(
     msg["Message-ID"] = row["message_id"]
     headers: dict[str, Any] = json.loads(row["headers"] or "{}")
     unsubscribe: list[str] = []
+    mailto = headers.pop("_unsubscribe_mailto", None) or _bare_address(unsubscribe_to or sender)
     if token := headers.pop("_unsubscribe_token", None):
-        unsubscribe.append(f"<mailto:{_bare_address(sender)}?subject=unsubscribe%20{token}>")
-    url = headers.pop("_unsubscribe_url", None)
+        unsubscribe.append(f"<mailto:{mailto}?subject=unsubscribe%20{token}>")
+    # Rows queued by earlier versions carry a "_unsubscribe_url" built from base_url, which
+    # no server ever answered: dropped, like every "_" key.
+    url = headers.pop("_list_unsubscribe_url", None)
     if url:
         unsubscribe.append(f"<{url}>")
     unsubscribe = [u for u in unsubscribe if u.isascii() and _header_text(u, 2000) == u]
@@ -704,16 +747,25 @@ class DeliveryReport:
 
     sent: int = 0
     deferred: int = 0  # back to pending, will be retried
-    failed: int = 0  # given up (5xx or out of retries)
+    failed: int = 0  # given up (a 5xx for that message, or undelivered for give_up_after)
     unknown: int = 0  # newly found in doubt this run (see the module docstring)
     unknown_total: int = 0  # rows waiting for the operator's decision, this run's included
     busy: bool = False  # another process was delivering; this run did nothing
+    server_down: str | None = None  # the server could not take mail: why
+    down_since: str | None = None  # when that started (the first failed run)
+    retry_at: str | None = None  # when the next run will try the server again
+    waiting: int = 0  # rows pending while the server is down
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.busy:
             return "another process is delivering the outbox; nothing done"
         text = f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}"
+        if self.server_down:
+            text += (
+                f"; SMTP server unavailable since {self.down_since} ({self.server_down}):"
+                f" {self.waiting} e-mail(s) wait, next try at {self.retry_at}"
+            )
         if self.unknown_total:
             text += (
                 f"; {self.unknown_total} e-mail(s) in doubt (the process stopped while sending):"
@@ -723,8 +775,13 @@ class DeliveryReport:
         return text
 
 
-class _Unreachable(Exception):
-    """The SMTP server could not be reached or refused the session."""
+class _ServerDown(Exception):
+    """The server cannot take any mail now (unreachable, 421, TLS or login failure, sender
+    refused): the whole run backs off, no message is charged for it."""
+
+
+class _Dropped(Exception):
+    """The connection broke before the message data was sent: nothing was handed over."""
 
 
 class _InDoubt(Exception):
@@ -732,6 +789,8 @@ class _InDoubt(Exception):
 
 
 class _Refused(Exception):
+    """The server refused this one message (its recipient or its content)."""
+
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
@@ -745,19 +804,17 @@ class _Link:
         self._sleep = sleep
         self._conn: smtplib.SMTP | None = None
         self._dropped = False
-        self.down: str | None = None  # set once the server is unreachable for this batch
+        self.connected = False  # the server took a session at least once in this run
 
     def get(self) -> smtplib.SMTP:
-        if self.down is not None:
-            raise _Unreachable(self.down)
         if self._conn is None:
             if self._dropped:
                 self._sleep(_RECONNECT_PAUSE)
             try:
                 self._conn = _connect(self._smtp)
             except (OSError, smtplib.SMTPException) as exc:
-                self.down = _describe(exc)
-                raise _Unreachable(self.down) from None
+                raise _ServerDown(_describe(exc)) from None
+            self.connected = True
         return self._conn
 
     def drop(self) -> None:
@@ -775,14 +832,18 @@ class _Link:
 
 
 def _connect(smtp: SmtpSettings) -> smtplib.SMTP:
-    context = ssl.create_default_context()
+    # Loading the system CA store takes a tenth of a second: only when TLS is used.
+    context = ssl.create_default_context() if smtp.ssl or smtp.starttls else None
     conn: smtplib.SMTP
     if smtp.ssl:
         conn = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=context)
     else:
         conn = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
     try:
-        conn.ehlo()
+        code, reply = conn.ehlo()
+        if code != 250:
+            # A 4xx / 5xx greeting or EHLO reply: the server takes no mail now.
+            raise smtplib.SMTPResponseException(code, reply)
         if smtp.starttls and not smtp.ssl:
             conn.starttls(context=context)
             conn.ehlo()
@@ -795,20 +856,32 @@ def _connect(smtp: SmtpSettings) -> smtplib.SMTP:
     return conn
 
 
+# 421: "service not available, closing transmission channel" (RFC 5321): the server's state,
+# not a verdict on the message at hand.
+_SERVICE_UNAVAILABLE = 421
+
+
 def _send(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
-    """Hand one message to the server; raises _Refused, _InDoubt or a connection error."""
-    code, reply = conn.mail(_bare_address(sender))
-    if code != 250:
-        _reset(conn)
-        # A refused sender is a configuration problem, not this message's: keep retrying.
-        raise _Refused(f"sender refused: {code} {_reply(reply)}", permanent=False)
-    code, reply = conn.rcpt(recipient)
+    """Hand one message to the server; raises _Refused, _ServerDown, _Dropped or _InDoubt."""
+    try:
+        code, reply = conn.mail(_bare_address(sender))
+        if code != 250:
+            _reset(conn)
+            # A refused sender is a configuration problem, not this message's.
+            raise _ServerDown(f"sender refused: {code} {_reply(reply)}")
+        code, reply = conn.rcpt(recipient)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _Dropped(_describe(exc)) from None
+    if code == _SERVICE_UNAVAILABLE:
+        raise _ServerDown(f"{code} {_reply(reply)}")
     if code not in (250, 251):
         _reset(conn)
         raise _Refused(f"recipient refused: {code} {_reply(reply)}", permanent=code >= 500)
     try:
         code, reply = conn.data(data)
     except smtplib.SMTPDataError as exc:
+        if exc.smtp_code == _SERVICE_UNAVAILABLE:
+            raise _ServerDown(f"{exc.smtp_code} {_reply(exc.smtp_error)}") from None
         _reset(conn)
         raise _Refused(
             f"message refused: {exc.smtp_code} {_reply(exc.smtp_error)}",
@@ -817,6 +890,8 @@ def _send(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
     except (OSError, smtplib.SMTPException) as exc:
         # The data may have reached the server, which may keep it: never resend on our own.
         raise _InDoubt(f"connection lost during DATA: {_describe(exc)}") from None
+    if code == _SERVICE_UNAVAILABLE:
+        raise _ServerDown(f"{code} {_reply(reply)}")
     if code != 250:
         _reset(conn)
         raise _Refused(f"message refused: {code} {_reply(reply)}", permanent=code >= 500)
@@ -838,6 +913,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _backoff(smtp: SmtpSettings, failures: int) -> dt.timedelta:
+    """Wait after the n-th failure in a row: ``backoff`` doubling, capped at ``max_backoff``."""
+    seconds = smtp.backoff * 2 ** min(max(failures - 1, 0), 40)
+    return dt.timedelta(seconds=min(seconds, smtp.max_backoff))
+
+
 def deliver_pending(
     store: Store,
     smtp: SmtpSettings,
@@ -845,36 +926,64 @@ def deliver_pending(
     now: dt.datetime | None = None,
     limit: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    force: bool = False,
 ) -> DeliveryReport:
     """Send the outbox rows that are due; see the module docstring for the guarantees.
 
-    Must not run inside :meth:`Store.transaction`: each status change has to be committed
-    on its own, before and after the send.
+    While the server is known to be down (a previous run failed to get a session), runs
+    before the backed-off retry time return at once without connecting, unless ``force``
+    (an operator's ``notify``). Must not run inside :meth:`Store.transaction`: each status
+    change has to be committed on its own, before and after the send.
     """
     if store.conn.in_transaction:
         raise StoreError("deliver_pending cannot run inside a database transaction")
     report = DeliveryReport()
+    current = now or utcnow()
     with _outbox_lock(store) as held:
         if not held:
             report.busy = True
             log.info("outbox: another process is delivering; skipping this run")
             return report
         report.unknown = _flag_interrupted(store, now)
-        rows = store.query(
-            "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, id" + (" LIMIT ?" if limit is not None else ""),
-            (iso(now or utcnow()), *((limit,) if limit is not None else ())),
-        )
-        link = _Link(smtp, sleep)
-        try:
-            for row in rows:
-                _deliver_one(store, smtp, link, row, now, report)
-        finally:
-            link.close()
+        state = store.query_one("SELECT * FROM smtp_state WHERE id = 1")
+        if state is not None and not force and iso(current) < state["retry_at"]:
+            _report_down(store, report, state)
+        else:
+            _deliver_due(store, smtp, current, limit, sleep, report)
         report.unknown_total = _count(store, "unknown")
     if report.unknown_total:
         log.warning("outbox: %s", report.summary())
     return report
+
+
+def _deliver_due(
+    store: Store,
+    smtp: SmtpSettings,
+    current: dt.datetime,
+    limit: int | None,
+    sleep: Callable[[float], None],
+    report: DeliveryReport,
+) -> None:
+    rows = store.query(
+        "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
+        "ORDER BY next_attempt_at, id" + (" LIMIT ?" if limit is not None else ""),
+        (iso(current), *((limit,) if limit is not None else ())),
+    )
+    if not rows:
+        return
+    link = _Link(smtp, sleep)
+    try:
+        for n, row in enumerate(rows):
+            try:
+                _deliver_one(store, smtp, link, row, current, report)
+            except _ServerDown as exc:
+                link.drop()
+                _server_failed(store, smtp, str(exc), rows[n:], current, report)
+                return
+        if link.connected:
+            store.conn.execute("DELETE FROM smtp_state")
+    finally:
+        link.close()
 
 
 def _deliver_one(
@@ -882,16 +991,14 @@ def _deliver_one(
     smtp: SmtpSettings,
     link: _Link,
     row: dict[str, Any],
-    now: dt.datetime | None,
+    current: dt.datetime,
     report: DeliveryReport,
 ) -> None:
+    conn = link.get()  # _ServerDown propagates: the run backs off, this row is not charged
     attempts = row["attempts"] + 1
-    try:
-        conn = link.get()
-    except _Unreachable as exc:
-        _record_failure(store, smtp, row, attempts, str(exc), False, now, report)
-        return
-    data = render_message(row, smtp.sender, date=now).as_bytes()
+    data = render_message(
+        row, smtp.sender, date=current, unsubscribe_to=unsubscribe_address(smtp)
+    ).as_bytes()
     # Committed before the first byte goes out: a crash from here on leaves a trace.
     claimed = store.conn.execute(
         "UPDATE deliveries SET status = 'sending', attempts = ? WHERE id = ? AND status = 'pending'",
@@ -902,7 +1009,16 @@ def _deliver_one(
     try:
         _send(conn, smtp.sender, row["recipient"], data)
     except _Refused as exc:
-        _record_failure(store, smtp, row, attempts, str(exc), exc.permanent, now, report)
+        _record_failure(store, smtp, row, attempts, str(exc), exc.permanent, current, report)
+        return
+    except _ServerDown:
+        _unclaim(store, row)
+        raise
+    except _Dropped as exc:
+        # Nothing was handed over: the next row reconnects, this one waits for the next run.
+        link.drop()
+        _unclaim(store, row, f"connection lost before sending: {exc}")
+        report.deferred += 1
         return
     except _InDoubt as exc:
         link.drop()
@@ -910,17 +1026,92 @@ def _deliver_one(
         report.unknown += 1
         report.errors.append(f"{row['recipient']}: {exc}")
         return
-    except (OSError, smtplib.SMTPException) as exc:
-        link.drop()
-        _record_failure(store, smtp, row, attempts, _describe(exc), False, now, report)
-        return
     if pause := os.environ.get(PAUSE_ENV):
         time.sleep(float(pause))
     store.conn.execute(
         "UPDATE deliveries SET status = 'sent', sent_at = ?, last_error = NULL WHERE id = ?",
-        (iso(now or utcnow()), row["id"]),
+        (iso(current), row["id"]),
     )
     report.sent += 1
+
+
+def _unclaim(store: Store, row: dict[str, Any], error: str | None = None) -> None:
+    """Back to pending as it was: a failure of the server, not of this message."""
+    store.conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = ?, "
+        "last_error = coalesce(?, last_error) WHERE id = ?",
+        (row["attempts"], error[:_MAX_ERROR] if error else None, row["id"]),
+    )
+
+
+def _expired(smtp: SmtpSettings, row: dict[str, Any], current: dt.datetime) -> bool:
+    queued = _parse_iso(row.get("queued_at") or row["created_at"])
+    return current - queued >= dt.timedelta(seconds=smtp.give_up_after)
+
+
+def _server_failed(
+    store: Store,
+    smtp: SmtpSettings,
+    error: str,
+    rows: Sequence[dict[str, Any]],
+    current: dt.datetime,
+    report: DeliveryReport,
+) -> None:
+    """The server took no mail: back off the whole outbox, charge no message for it, and
+    give up only the messages waiting for longer than ``give_up_after``."""
+    error = error[:_MAX_ERROR]
+    state = store.query_one("SELECT * FROM smtp_state WHERE id = 1")
+    failures = (state["failures"] if state else 0) + 1
+    down_since = state["down_since"] if state else iso(current)
+    retry_at = iso(current + _backoff(smtp, failures))
+    store.conn.execute(
+        "INSERT OR REPLACE INTO smtp_state (id, failures, down_since, retry_at, last_error) "
+        "VALUES (1, ?, ?, ?, ?)",
+        (failures, down_since, retry_at, error),
+    )
+    for row in rows:
+        if _expired(smtp, row, current):
+            _give_up(store, row, f"undelivered for {_duration(smtp.give_up_after)}: {error}")
+            report.failed += 1
+        else:
+            store.conn.execute(
+                "UPDATE deliveries SET last_error = ? WHERE id = ? AND status = 'pending'",
+                (error, row["id"]),
+            )
+            report.deferred += 1
+    report.errors.append(f"SMTP server: {error}")
+    log.warning(
+        "outbox: SMTP server unavailable (%s); %d failure(s) in a row since %s, next try at %s",
+        error,
+        failures,
+        down_since,
+        retry_at,
+    )
+    state = store.query_one("SELECT * FROM smtp_state WHERE id = 1")
+    assert state is not None
+    _report_down(store, report, state)
+
+
+def _report_down(store: Store, report: DeliveryReport, state: dict[str, Any]) -> None:
+    report.server_down = state["last_error"]
+    report.down_since = state["down_since"]
+    report.retry_at = state["retry_at"]
+    report.waiting = _count(store, "pending")
+
+
+def _give_up(store: Store, row: dict[str, Any], error: str, attempts: int | None = None) -> None:
+    store.conn.execute(
+        "UPDATE deliveries SET status = 'failed', attempts = ?, last_error = ? WHERE id = ?",
+        (row["attempts"] if attempts is None else attempts, error[:_MAX_ERROR], row["id"]),
+    )
+    log.warning("outbox: gave up on e-mail %s to %s: %s", row["id"], row["recipient"], error)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _record_failure(
@@ -930,30 +1121,24 @@ def _record_failure(
     attempts: int,
     error: str,
     permanent: bool,
-    now: dt.datetime | None,
+    current: dt.datetime,
     report: DeliveryReport,
 ) -> None:
+    """This message was refused: at once for good (5xx), or for now (4xx) until it has waited
+    ``give_up_after``; its own retries back off like the server's."""
     error = error[:_MAX_ERROR]
     report.errors.append(f"{row['recipient']}: {error}")
-    give_up = permanent or attempts >= max(smtp.retries, 1)
-    current = now or utcnow()
-    retry_at = current + dt.timedelta(seconds=smtp.backoff * 2 ** (attempts - 1))
-    store.conn.execute(
-        "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ? "
-        "WHERE id = ?",
-        (
-            "failed" if give_up else "pending",
-            attempts,
-            iso(current if give_up else retry_at),
-            error,
-            row["id"],
-        ),
-    )
-    if give_up:
+    if permanent or _expired(smtp, row, current):
+        reason = error if permanent else f"undelivered for {_duration(smtp.give_up_after)}: {error}"
+        _give_up(store, row, reason, attempts)
         report.failed += 1
-        log.warning("outbox: gave up on e-mail %s to %s: %s", row["id"], row["recipient"], error)
-    else:
-        report.deferred += 1
+        return
+    store.conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = ?, next_attempt_at = ?, "
+        "last_error = ? WHERE id = ?",
+        (attempts, iso(current + _backoff(smtp, attempts)), error, row["id"]),
+    )
+    report.deferred += 1
 
 
 def _set_unknown(store: Store, row_id: int, why: str) -> None:
@@ -1053,10 +1238,13 @@ def _requeue(
     store: Store, status: str, ids: Iterable[int] | None, *, now: dt.datetime | None
 ) -> int:
     # An explicit decision of the operator: the row gets a fresh retry budget.
+    # queued_at restarts the give_up_after clock.
     where, params = _status_filter(status, ids)
+    when = iso(now or utcnow())
     cur = store.conn.execute(
-        f"UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ? WHERE {where}",
-        (iso(now or utcnow()), *params),
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+        f"queued_at = ? WHERE {where}",
+        (when, when, *params),
     )
     return cur.rowcount
 

@@ -462,7 +462,16 @@ def render_feed(
     sub(feed, "updated", updated_s)
     author = sub(feed, "author")
     sub(author, "name", "policy-monitor")
-    sub(feed, "link", rel="self", type="application/atom+xml", href=_join(base_url, "alerts.atom"))
+    if base_url:
+        # A self link is the feed's own address: without base_url there is none to give (a
+        # relative one would be resolved against wherever a reader found the file).
+        sub(
+            feed,
+            "link",
+            rel="self",
+            type="application/atom+xml",
+            href=_join(base_url, "alerts.atom"),
+        )
     sub(feed, "link", rel="alternate", type="text/html", href=_join(base_url, "alerts/index.html"))
     sub(feed, "generator", "policy-monitor")
     for a in alerts:
@@ -510,8 +519,11 @@ def write_alert_pages(
     base_url: str | None = None,
     template_dir: str | Path | None = None,
 ) -> list[Path]:
-    """Write the pages of ``alert_ids`` (all alerts when None), the versions they link to,
-    the index and the feed. Returns the paths written."""
+    """Write the pages of ``alert_ids`` (all alerts when None) and every alert page that is
+    missing, the versions they link to, the index and the feed. Returns the paths written.
+
+    The index and the feed list every alert, so any alert without a page gets one: an
+    imported history, a check that stopped before publishing, a new ``reports_dir``."""
     reports_dir = Path(reports_dir)
     env = environment(template_dir)
     now = iso(utcnow())
@@ -520,14 +532,15 @@ def write_alert_pages(
     written: list[Path] = []
     versions_done: set[int] = set()
     for alert in every:
-        if wanted is not None and alert.id not in wanted:
+        page_path = reports_dir / alert_href(alert.id)
+        if wanted is not None and alert.id not in wanted and page_path.exists():
             continue
         new = store.version_by_id(alert.version_id)
         old = store.version_by_id(alert.prev_version_id) if alert.prev_version_id else None
         html = render_alert_page(
             alert, old_text=old.text if old else None, new_text=new.text, env=env, generated_at=now
         )
-        written.append(_write(reports_dir / alert_href(alert.id), html))
+        written.append(_write(page_path, html))
         for v in (new, old):
             if v is None or v.id in versions_done:
                 continue

@@ -178,20 +178,26 @@ class Pipeline:
     ) -> list[int]:
         from monitor import alerts, notify
 
-        ids = alerts.record_alerts(store, doc_id, previous, version, prev_analysis, analysis)
+        origin = "check"
+        if version.source == "import":
+            origin = "import-notify" if self.notify else "import"
+        ids = alerts.record_alerts(
+            store, doc_id, previous, version, prev_analysis, analysis, origin=origin
+        )
         if self.notify:
             for alert_id in ids:
                 notify.enqueue_alert(
                     store,
                     alert_id,
                     base_url=self.config.base_url,
-                    reports_dir=self.config.reports_path,
+                    smtp=self.config.smtp,
                 )
         return ids
 
     def publish(self) -> PublishResult:
-        """After a pass: write the pages of new alerts (and the index and feed), queue the
-        daily digests that are due, and deliver what waits in the outbox."""
+        """After a pass (or an import): write the pages of new alerts and of any alert
+        without one, the index and the feed; with ``notify``, queue the daily digests that
+        are due and deliver what waits in the outbox."""
         from monitor import notify, pages
 
         written = pages.write_alert_pages(
@@ -204,7 +210,9 @@ class Pipeline:
         report = None
         if self.notify:
             notify.enqueue_digests(
-                self.store, base_url=self.config.base_url, reports_dir=self.config.reports_path
+                self.store,
+                base_url=self.config.base_url,
+                smtp=self.config.smtp,
             )
             if self.config.smtp is not None:
                 report = notify.deliver_pending(self.store, self.config.smtp)

@@ -5,18 +5,23 @@
 - ``findings.csv``: one row per finding of every selected version, for spreadsheets and pandas.
 - ``index.html``: a matrix platform x document type, a timeline per platform (inline SVG, no
   script), every document's versions with links to the diff pages written under
-  ``diffs/<doc-slug>/<from>-<to>.html``, and the alerts. Self-contained and autoescaped like
+  ``diffs/<doc-slug>/<from>-<to>-<hash>.html`` (the hash of both versions' sha256), and the
+  alerts. Self-contained and autoescaped like
   every page (:mod:`monitor.pages`).
 
-Filters select documents (platform, document type) and versions (first seen within
-``since``..``until``, both days included); every figure, ``first_ai_training`` included, is
-computed over the selected versions. Reading the database is the only I/O before writing.
+Filters select documents (platform, document type) and versions: those in force during
+``since``..``until`` (both days included), that is the versions first seen in the range plus the
+one already in force on ``since`` (the starting state, ``version_at_start``). Figures are
+computed over those versions, except ``first_ai_training``: the earliest disclosure in the whole
+history up to ``until`` (``since`` does not move it). Alerts are those raised in the range.
+Reading the database is the only I/O before writing.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.alerts import AlertRow, AlertType, list_alerts
+from monitor.config import slug
 from monitor.errors import MonitorError
 from monitor.pages import _write, doc_slug, environment
 from monitor.store import Store, iso, utcnow
@@ -65,7 +71,9 @@ CSV_COLUMNS = (
 # state of a version -> (legend label, colour); the colours keep apart for red-green blindness
 # by lightness as well as hue, and every mark has a <title> with the words anyway.
 _STATES: dict[str, tuple[str, str]] = {
-    "none": ("AI training, no opt-in or opt-out", "#b3261e"),
+    # "none" is the weakest regime of a version's training clauses: some training it
+    # discloses comes with no choice, even when an opt-out covers other data.
+    "none": ("AI training without any choice", "#b3261e"),
     "opt_out": ("AI training, opt-out only", "#e08a00"),
     "opt_in": ("AI training, opt-in", "#1b7f4b"),
     "no_ai": ("no AI training disclosed", "#9aa5b1"),
@@ -102,6 +110,11 @@ class DocumentReport:
     url: str
     versions: list[VersionRow]
     alerts: list[AlertRow] = field(default_factory=list)
+    # Over the history up to the end of the range; None: compute from ``versions``.
+    earliest_ai_training: str | None = None
+    # The number of the version already in force when the range starts, if it is one of
+    # ``versions``.
+    version_at_start: int | None = None
 
     @property
     def latest(self) -> VersionRow:
@@ -117,6 +130,8 @@ class DocumentReport:
 
     @property
     def first_ai_training(self) -> str | None:
+        if self.earliest_ai_training is not None:
+            return self.earliest_ai_training
         return next((v.first_seen for v in self.versions if v.ai_training), None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +146,7 @@ class DocumentReport:
             "first_seen": day(self.first_seen),
             "last_seen": day(self.last_seen),
             "first_ai_training": day(self.first_ai_training),
+            "version_at_start": self.version_at_start,
             "consent": self.latest.consent,
             "alerts": [
                 {
@@ -173,21 +189,44 @@ def collect(
     since: str | dt.date | None = None,
     until: str | dt.date | None = None,
 ) -> Report:
-    """Read what the report shows. Platforms and document types match by name or slug,
-    case-insensitively."""
+    """Read what the report shows. Platforms and document types match by name or slug
+    (compared as slugs: "Meta AI" is "meta-ai")."""
     lo, hi = _day_bound(since, end=False), _day_bound(until, end=True)
-    wanted_p = {p.casefold() for p in platforms}
-    wanted_t = {t.casefold() for t in doc_types}
+    # "Meta AI", "meta ai" and "meta-ai" are one platform, as for `subscribers add`.
+    wanted_p = {slug(p) for p in platforms}
+    wanted_t = {slug(t) for t in doc_types}
+    # Every version up to the end of the range: those before its start give the starting state
+    # and the earliest disclosure of AI training.
     rows = store.query(
         "SELECT v.id, v.document_id, v.number, v.first_seen, v.last_seen, v.sha256, "
         "length(v.text) AS chars, v.ai_training, v.consent, v.source_url "
-        "FROM versions v WHERE (? IS NULL OR v.first_seen >= ?) AND (? IS NULL OR v.first_seen <= ?) "
+        "FROM versions v WHERE (? IS NULL OR v.first_seen <= ?) "
         "ORDER BY v.document_id, v.number",
-        (lo, lo, hi, hi),
+        (hi, hi),
     )
     by_doc: dict[str, list[VersionRow]] = {}
+    at_start: dict[str, VersionRow] = {}
+    earliest: dict[str, str] = {}
     for r in rows:
-        by_doc.setdefault(r["document_id"], []).append(
+        doc_id = r["document_id"]
+        if r["ai_training"] and doc_id not in earliest:
+            earliest[doc_id] = r["first_seen"]
+        if lo is not None and r["first_seen"] < lo:
+            at_start[doc_id] = VersionRow(
+                id=r["id"],
+                number=r["number"],
+                first_seen=r["first_seen"],
+                last_seen=r["last_seen"],
+                sha256=r["sha256"],
+                chars=r["chars"],
+                ai_training=None if r["ai_training"] is None else bool(r["ai_training"]),
+                consent=r["consent"],
+                source_url=r["source_url"],
+            )
+            continue
+        if doc_id in at_start and doc_id not in by_doc:
+            by_doc[doc_id] = [at_start[doc_id]]
+        by_doc.setdefault(doc_id, []).append(
             VersionRow(
                 id=r["id"],
                 number=r["number"],
@@ -200,24 +239,36 @@ def collect(
                 source_url=r["source_url"],
             )
         )
+    for doc_id, in_force in at_start.items():
+        by_doc.setdefault(doc_id, [in_force])  # nothing new in the range: still in force
     alerts_by_doc: dict[str, list[AlertRow]] = {}
     for alert in list_alerts(store):
         alerts_by_doc.setdefault(alert.document_id, []).append(alert)
     docs: list[DocumentReport] = []
     for d in store.documents():
         platform_slug, _, type_slug = d["id"].partition("/")
-        if wanted_p and not wanted_p & {d["platform"].casefold(), platform_slug}:
+        if wanted_p and not wanted_p & {slug(d["platform"]), platform_slug}:
             continue
-        if wanted_t and not wanted_t & {d["doc_type"].casefold(), type_slug}:
+        if wanted_t and not wanted_t & {slug(d["doc_type"]), type_slug}:
             continue
         versions = by_doc.get(d["id"])
         if not versions:
             continue
-        selected = {v.id for v in versions}
-        alerts = [a for a in alerts_by_doc.get(d["id"], []) if a.version_id in selected]
+        start = at_start.get(d["id"])
+        in_range = {v.id for v in versions if start is None or v.id != start.id}
+        alerts = [a for a in alerts_by_doc.get(d["id"], []) if a.version_id in in_range]
         alerts.sort(key=lambda a: (a.version_first_seen, a.id))
         docs.append(
-            DocumentReport(d["id"], d["platform"], d["doc_type"], d["url"], versions, alerts)
+            DocumentReport(
+                d["id"],
+                d["platform"],
+                d["doc_type"],
+                d["url"],
+                versions,
+                alerts,
+                earliest_ai_training=earliest.get(d["id"]),
+                version_at_start=start.number if start is not None else None,
+            )
         )
     docs.sort(key=lambda doc: (doc.platform.casefold(), doc.doc_type.casefold()))
     filters = {
@@ -290,8 +341,11 @@ def write_csv(store: Store, report: Report, out: Path) -> Path:
 # --- HTML -----------------------------------------------------------------------------------
 
 
-def diff_href(doc_id: str, old: int, new: int) -> str:
-    return f"diffs/{doc_slug(doc_id)}/{old}-{new}.html"
+def diff_href(doc_id: str, old: VersionRow, new: VersionRow) -> str:
+    """``diffs/<doc>/<from>-<to>-<hash>.html``: the hash of both texts' sha256 makes a page
+    kept from an earlier run (another database, a re-import) never stand for other texts."""
+    pair = hashlib.sha256(f"{old.sha256}:{new.sha256}".encode()).hexdigest()[:12]
+    return f"diffs/{doc_slug(doc_id)}/{old.number}-{new.number}-{pair}.html"
 
 
 def _when(value: str) -> dt.datetime:
@@ -305,13 +359,17 @@ def _timelines(report: Report, width: int = 960) -> list[dict[str, Any]]:
         return []
     t0 = min(_when(d.first_seen) for d in report.documents)
     t1 = max(_when(d.last_seen) for d in report.documents)
+    if report.filters.get("since"):
+        # The version in force at the start began earlier: its bar starts with the range.
+        t0 = max(t0, _when(report.filters["since"] + "T00:00:00Z"))
+    start = t0
     t0 = dt.datetime(t0.year, 1, 1, tzinfo=dt.UTC)
     t1 = dt.datetime(t1.year + 1, 1, 1, tzinfo=dt.UTC)
     left, right, row_h, top = 190, 16, 30, 12
     span = (t1 - t0).total_seconds()
 
     def x(value: str | dt.datetime) -> float:
-        t = _when(value) if isinstance(value, str) else value
+        t = max(_when(value) if isinstance(value, str) else value, start)
         return round(left + (t - t0).total_seconds() / span * (width - left - right), 1)
 
     ticks = [
@@ -413,9 +471,7 @@ def render_html(report: Report, *, template_dir: str | Path | None = None) -> st
                 {
                     "v": v,
                     "state_label": _STATES[v.state][0],
-                    "diff_href": diff_href(doc.doc_id, previous.number, v.number)
-                    if previous
-                    else None,
+                    "diff_href": diff_href(doc.doc_id, previous, v) if previous else None,
                     "alerts": [a for a in doc.alerts if a.version_id == v.id],
                 }
             )
@@ -440,23 +496,24 @@ def render_html(report: Report, *, template_dir: str | Path | None = None) -> st
     )
 
 
-def _diff_pages(report: Report) -> list[tuple[str, int, int, int, int]]:
-    """(doc_id, old number, new number, old id, new id) of every successive pair."""
+def _diff_pages(report: Report) -> list[tuple[DocumentReport, VersionRow, VersionRow]]:
+    """Every successive pair of selected versions."""
     pairs = []
     for doc in report.documents:
         for a, b in zip(doc.versions, doc.versions[1:], strict=False):
-            pairs.append((doc.doc_id, a.number, b.number, a.id, b.id))
+            pairs.append((doc, a, b))
     return pairs
 
 
-_Pair = tuple[str, str, str, str, int, int]  # doc_id, platform, doc_type, url, old id, new id
+# platform, doc_type, url, old id, new id, page (relative to out)
+_Pair = tuple[str, str, str, int, int, str]
 
 
 def _render_pair(store: Store, out: Path, item: _Pair) -> None:
     from monitor.diff import diff_texts
     from monitor.diff import render_html as render_diff
 
-    doc_id, platform, doc_type, url, old_id, new_id = item
+    platform, doc_type, url, old_id, new_id, href = item
     old, new = store.version_by_id(old_id), store.version_by_id(new_id)
     page = render_diff(
         diff_texts(old.text, new.text),
@@ -465,7 +522,7 @@ def _render_pair(store: Store, out: Path, item: _Pair) -> None:
         new_label=f"version {new.number} ({new.first_seen[:10]})",
         source_url=url,
     )
-    _write(out / diff_href(doc_id, old.number, new.number), page)
+    _write(out / href, page)
 
 
 def _render_pairs(db: str, items: Sequence[_Pair], out: str) -> int:
@@ -489,15 +546,14 @@ def write_html(
     that exists already is kept: versions are append-only, so its content cannot change.
     Diffing and rendering the missing pages runs in ``workers`` processes."""
     out = Path(out)
-    docs = {d.doc_id: d for d in report.documents}
     pending: list[_Pair] = []
-    for doc_id, a, b, old_id, new_id in _diff_pages(report):
-        if (out / diff_href(doc_id, a, b)).exists():
+    for doc, a, b in _diff_pages(report):
+        href = diff_href(doc.doc_id, a, b)
+        if (out / href).exists():
             if on_page:
                 on_page(1)
             continue
-        doc = docs[doc_id]
-        pending.append((doc_id, doc.platform, doc.doc_type, doc.url, old_id, new_id))
+        pending.append((doc.platform, doc.doc_type, doc.url, a.id, b.id, href))
     db = str(store.path)
     if workers > 1 and len(pending) > 1 and db != ":memory:":
         import multiprocessing
@@ -534,15 +590,20 @@ def write_report(
     since: str | dt.date | None = None,
     until: str | dt.date | None = None,
     workers: int = 2,
+    on_start: Callable[[int], None] | None = None,
     on_page: Callable[[int], None] | None = None,
 ) -> dict[str, Path]:
-    """Collect once and write each format; returns format -> path written."""
+    """Collect once and write each format; returns format -> path written. ``on_start``
+    gets the number of diff pages the HTML report links to, ``on_page`` a count of pages
+    done (written or kept) as they are (for a progress bar)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise MonitorError(
             f"unknown report format {unknown[0]!r} (choose from {', '.join(FORMATS)})"
         )
     report = collect(store, platforms=platforms, doc_types=doc_types, since=since, until=until)
+    if on_start:
+        on_start(diff_page_count(report) if "html" in formats else 0)
     written: dict[str, Path] = {}
     for fmt in formats:
         if fmt == "json":

@@ -583,9 +583,7 @@ def _deliver(config: Config, digests: bool) -> None:
 
     with Store(config.database_path) as store:
         if digests:
-            queued = notify.enqueue_digests(
-                store, base_url=config.base_url, reports_dir=config.reports_path
-            )
+            queued = notify.enqueue_digests(store, base_url=config.base_url, smtp=config.smtp)
             if queued:
                 log.info("queued %d digest(s)", len(queued))
         if config.smtp is None:

@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.config import slug
 from monitor.errors import MonitorError
 from monitor.store import Store
 
@@ -30,14 +31,21 @@ _TOKEN = re.compile(r'"[^"]*"?|\S+')
 
 @dataclass(slots=True, frozen=True)
 class SearchHit:
+    """One matching passage of one document, shown in its newest version. The same passage
+    in several versions (a policy is mostly unchanged from one version to the next) is one
+    hit: ``versions`` says in how many, ``since`` since when (the oldest one's first_seen)."""
+
     document_id: str
     platform: str
     doc_type: str
-    version: int
-    first_seen: str
+    version: int  # the newest version with this passage
+    first_seen: str  # of that version
     last_seen: str
     snippet: str  # with MARK_START / MARK_END around the matching words
     rank: float
+    versions: int = 1
+    first_version: int | None = None  # the oldest version with this passage
+    since: str | None = None  # its first_seen
 
     def plain_snippet(self, start: str = "[", end: str = "]") -> str:
         return self.snippet.replace(MARK_START, start).replace(MARK_END, end)
@@ -51,6 +59,9 @@ class SearchHit:
             "date": self.first_seen[:10],
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
+            "versions": self.versions,
+            "first_version": self.first_version if self.first_version is not None else self.version,
+            "since": (self.since or self.first_seen)[:10],
             "snippet": self.plain_snippet("**", "**"),
         }
 
@@ -88,22 +99,25 @@ def search(
     limit: int = 20,
     tokens: int = 24,
 ) -> list[SearchHit]:
-    """Versions matching ``query``, best match first, each with a snippet of about ``tokens``
-    words around the match."""
+    """Passages matching ``query``: one hit per document and passage (a snippet of about
+    ``tokens`` words around the match), in its newest version, newest first; the same
+    passage in older versions only counts in ``versions`` / ``since``."""
     expression = fts_query(query)
     if not expression:
         raise MonitorError(f"nothing to search for in {query!r}")
     where = ["versions_fts MATCH ?"]
     params: list[Any] = [expression]
     if platforms:
-        wanted = [p.casefold() for p in platforms]
-        marks = ", ".join("?" for _ in wanted)
-        # a platform by its name ("Claude.ai") or by its slug in document ids ("claude-ai")
-        where.append(
-            f"(lower(d.platform) IN ({marks}) "
-            f"OR substr(d.id, 1, instr(d.id, '/') - 1) IN ({marks}))"
-        )
-        params.extend(wanted * 2)
+        # A platform by its name ("Claude.ai", "Meta AI") or its slug ("claude-ai", "meta-ai"):
+        # compared as slugs, as `subscribers add` does.
+        wanted = {slug(p) for p in platforms}
+        doc_ids = [
+            d["id"]
+            for d in store.documents()
+            if slug(d["platform"]) in wanted or d["id"].partition("/")[0] in wanted
+        ]
+        where.append(f"v.document_id IN ({', '.join('?' for _ in doc_ids) or 'NULL'})")
+        params.extend(doc_ids)
     sql = f"""
         SELECT v.document_id, d.platform, d.doc_type, v.number, v.first_seen, v.last_seen,
                snippet(versions_fts, 0, ?, ?, ' … ', ?) AS snippet, bm25(versions_fts) AS rank
@@ -111,26 +125,39 @@ def search(
         JOIN versions v ON v.id = versions_fts.rowid
         JOIN documents d ON d.id = v.document_id
         WHERE {" AND ".join(where)}
-        ORDER BY rank, v.first_seen
-        LIMIT ?
+        ORDER BY v.document_id, v.number DESC
     """
     try:
-        rows = store.query(sql, [MARK_START, MARK_END, max(1, min(tokens, 64)), *params, limit])
+        # Every matching version: a passage's hit must count all the versions that have it.
+        rows = store.query(sql, [MARK_START, MARK_END, max(1, min(tokens, 64)), *params])
     except sqlite3.OperationalError as exc:
         message = str(exc)
         if "fts5" in message or "syntax" in message or "no such column" in message:
             raise MonitorError(f"cannot search for {query!r}: {message}") from None
         raise
-    return [
-        SearchHit(
-            document_id=r["document_id"],
-            platform=r["platform"],
-            doc_type=r["doc_type"],
-            version=r["number"],
-            first_seen=r["first_seen"],
-            last_seen=r["last_seen"],
-            snippet=" ".join(r["snippet"].split()),
-            rank=float(r["rank"]),
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:  # newest version first within each document
+        snippet = " ".join(r["snippet"].split())
+        groups.setdefault((r["document_id"], snippet), []).append(r)
+    hits = []
+    for (_, snippet), same in groups.items():
+        newest, oldest = same[0], same[-1]
+        hits.append(
+            SearchHit(
+                document_id=newest["document_id"],
+                platform=newest["platform"],
+                doc_type=newest["doc_type"],
+                version=newest["number"],
+                first_seen=newest["first_seen"],
+                last_seen=newest["last_seen"],
+                snippet=snippet,
+                rank=min(float(r["rank"]) for r in same),
+                versions=len(same),
+                first_version=oldest["number"],
+                since=oldest["first_seen"],
+            )
         )
-        for r in rows
-    ]
+    # Newest first; among passages of the same day, the better match first (stable sorts).
+    hits.sort(key=lambda h: (h.rank, h.document_id))
+    hits.sort(key=lambda h: h.first_seen, reverse=True)
+    return hits[:limit]

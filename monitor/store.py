@@ -186,6 +186,33 @@ MIGRATIONS: list[str] = [
     END;
     INSERT INTO versions_fts (versions_fts) VALUES ('rebuild');
     """,
+    # where an alert came from, which decides whether it may be e-mailed (monitor/notify.py):
+    # 'check' (a fetch: yes), 'import' (backfilled history: never), 'import-notify' (an
+    # import run with --notify: yes). Alerts of older databases: an imported version's alert
+    # with no e-mail queued for it was an import without --notify.
+    """
+    ALTER TABLE alerts ADD COLUMN origin TEXT NOT NULL DEFAULT 'check';
+    UPDATE alerts SET origin = CASE
+        WHEN (SELECT source FROM versions WHERE versions.id = alerts.version_id) != 'import'
+            THEN 'check'
+        WHEN EXISTS (SELECT 1 FROM deliveries WHERE deliveries.alert_id = alerts.id)
+            THEN 'import-notify'
+        ELSE 'import'
+    END;
+    """,
+    # the outbox backs off as a whole while the SMTP server takes no mail (monitor/notify.py):
+    # one row while it is down; queued_at restarts a message's give-up clock when an operator
+    # queues it again (NULL: created_at).
+    """
+    CREATE TABLE smtp_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        failures INTEGER NOT NULL,   -- delivery runs in a row that got no session
+        down_since TEXT NOT NULL,
+        retry_at TEXT NOT NULL,
+        last_error TEXT
+    );
+    ALTER TABLE deliveries ADD COLUMN queued_at TEXT;
+    """,
 ]
 
 

@@ -37,7 +37,9 @@ def test_demo_raises_one_alert_and_one_email_for_training_without_opt_in(tmp_pat
     assert [(a["type"], a["severity"]) for a in alerts] == [("ai_training_added", "high")]
     assert alerts[0]["version_id"] == versions[1].id  # raised on the version that added training
     assert [v.ai_training for v in versions] == [False, True, True, True]
-    assert versions[-1].consent == "opt_in"
+    # Each step says what it claims: the opt-out covers the very training disclosed before.
+    assert [v.consent for v in versions] == ["n/a", "none", "opt_out", "opt_in"]
+    assert [c.consent for c in result.checks] == ["n/a", "none", "opt_out", "opt_in"]
 
     (mail,) = result.emails
     msg = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from bs4 import BeautifulSoup
 
-from monitor.config import slug
+from monitor.config import SmtpSettings, parse_config, slug
 from monitor.notify import (
     add_subscriber,
     enqueue_alert,
@@ -113,25 +113,86 @@ def test_envelope_headers(store: Store) -> None:
     assert msg["Subject"] == "[high] X privacy policy: AI training added without opt-in"
 
 
-def test_list_unsubscribe_with_https_base_url(store: Store) -> None:
+def _smtp(**kw: Any) -> SmtpSettings:
+    return SmtpSettings.model_validate({"sender": SENDER} | kw)
+
+
+def test_list_unsubscribe_is_a_mailto_even_with_an_https_base_url(store: Store) -> None:
+    # Nothing serves base_url + "/unsubscribe": offering it (and One-Click) would send
+    # subscribers, and their mail providers' one-click POSTs, to a page that does not exist.
     sub = add_subscriber(store, "reader@example.org")
-    (delivery,) = enqueue_alert(store, add_alert(store), base_url=BASE)
+    (delivery,) = enqueue_alert(store, add_alert(store), base_url=BASE, smtp=_smtp())
+    msg = wire(store, delivery)
+    assert str(msg["List-Unsubscribe"]) == (
+        f"<mailto:alerts@example.org?subject=unsubscribe%20{sub.token}>"
+    )
+    assert msg["List-Unsubscribe-Post"] is None
+    text, html = parts(msg)
+    assert "http" not in text.split("To unsubscribe", 1)[1]
+    assert f'"unsubscribe {sub.token}" to alerts@example.org.' in " ".join(text.split())
+    soup = BeautifulSoup(html, "html.parser")
+    assert soup.find("a", href=f"mailto:alerts@example.org?subject=unsubscribe%20{sub.token}")
+
+
+def test_list_unsubscribe_goes_to_the_configured_address(store: Store) -> None:
+    sub = add_subscriber(store, "reader@example.org")
+    smtp = _smtp(unsubscribe="leave@example.org")
+    (delivery,) = enqueue_alert(store, add_alert(store), smtp=smtp)
+    msg = wire(store, delivery)
+    assert str(msg["List-Unsubscribe"]) == (
+        f"<mailto:leave@example.org?subject=unsubscribe%20{sub.token}>"
+    )
+    assert "to leave@example.org." in " ".join(parts(msg)[0].split())
+
+
+def test_list_unsubscribe_offers_one_click_only_for_an_endpoint_the_config_names(
+    store: Store,
+) -> None:
+    sub = add_subscriber(store, "reader@example.org")
+    smtp = _smtp(unsubscribe_url="https://watch.example.org/leave?t={token}")
+    (delivery,) = enqueue_alert(store, add_alert(store), base_url=BASE, smtp=smtp)
     msg = wire(store, delivery)
     value = str(msg["List-Unsubscribe"])
     assert f"<mailto:alerts@example.org?subject=unsubscribe%20{sub.token}>" in value
-    assert f"<https://watch.example.org/reports/unsubscribe?token={sub.token}>" in value
+    assert f"<https://watch.example.org/leave?t={sub.token}>" in value
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     head = rendered(store, delivery).split(b"\r\n\r\n")[0]
     assert b"=?" not in head  # URIs as written, not RFC 2047 encoded words
+    assert f"https://watch.example.org/leave?t={sub.token}" in parts(msg)[0]
 
 
-def test_list_unsubscribe_without_base_url_is_mailto_only(store: Store) -> None:
+def test_a_plain_http_endpoint_gets_no_one_click(store: Store) -> None:
     add_subscriber(store, "reader@example.org")
-    (delivery,) = enqueue_alert(store, add_alert(store))
+    smtp = _smtp(unsubscribe_url="http://watch.example.org/leave/{token}")
+    (delivery,) = enqueue_alert(store, add_alert(store), smtp=smtp)
     msg = wire(store, delivery)
-    assert str(msg["List-Unsubscribe"]).startswith("<mailto:alerts@example.org?subject=")
-    assert "http" not in str(msg["List-Unsubscribe"])
+    assert "<http://watch.example.org/leave/" in str(msg["List-Unsubscribe"])
     assert msg["List-Unsubscribe-Post"] is None  # RFC 8058 needs an HTTPS URI
+
+
+def test_rows_queued_by_earlier_versions_lose_their_dead_url(store: Store) -> None:
+    sub = add_subscriber(store, "reader@example.org")
+    (delivery,) = enqueue_alert(store, add_alert(store))
+    legacy = {"_unsubscribe_token": sub.token, "_unsubscribe_url": BASE + "unsubscribe?x"}
+    store.conn.execute("UPDATE deliveries SET headers = ?", (json.dumps(legacy),))
+    msg = wire(store, delivery)
+    assert "http" not in str(msg["List-Unsubscribe"])
+    assert msg["List-Unsubscribe-Post"] is None
+    row = store.query_one("SELECT * FROM deliveries WHERE id = ?", (delivery,))
+    assert row is not None
+    sent = render_message(row, SENDER, unsubscribe_to="leave@example.org")
+    assert str(sent["List-Unsubscribe"]).startswith("<mailto:leave@example.org?subject=")
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("https://x.example/leave", "{token}"), ("javascript:alert(1){token}", "not an http")],
+)
+def test_unsubscribe_url_must_be_a_web_url_with_the_token(value: str, problem: str) -> None:
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=problem):
+        parse_config(f"smtp:\n  unsubscribe_url: '{value}'\n")
 
 
 def test_body_says_what_changed_quotes_clause_and_links(store: Store) -> None:
@@ -149,12 +210,28 @@ def test_body_says_what_changed_quotes_clause_and_links(store: Store) -> None:
     assert CLAUSE in soup.get_text()
 
 
-def test_link_is_the_page_file_without_base_url(store: Store, tmp_path: Path) -> None:
+def test_without_base_url_the_mail_names_the_page_and_links_nowhere(store: Store) -> None:
+    # A file:// URL would point into the monitor's own disk, not the subscriber's.
     add_subscriber(store, "reader@example.org")
     alert_id = add_alert(store)
-    (delivery,) = enqueue_alert(store, alert_id, reports_dir=tmp_path / "reports")
-    text, _ = parts(wire(store, delivery))
-    assert (tmp_path / "reports" / "alerts" / f"{alert_id}.html").resolve().as_uri() in text
+    (delivery,) = enqueue_alert(store, alert_id)
+    text, html = parts(wire(store, delivery))
+    assert "file:" not in text and "file:" not in html
+    assert "Full alert" not in text
+    assert f"Alert page: alerts/{alert_id}.html" in text
+    soup = BeautifulSoup(html, "html.parser")
+    assert not [a for a in soup.find_all("a") if "alerts/" in a.get("href", "")]
+    assert f"alerts/{alert_id}.html" in soup.get_text()
+
+
+@pytest.mark.parametrize("type_", ["ai_training_removed", "negation_removed"])
+def test_removal_mails_do_not_say_opt_in_wording_was_missing(store: Store, type_: str) -> None:
+    evidence = {"consent": None, "opt_in_looked_for": ["with your consent"], "opt_in_found": False}
+    msg = one_alert_mail(store, type_=type_, severity="low", evidence=evidence)
+    text, html = parts(msg)
+    assert "looked for" not in text and "looked for" not in html
+    added = wire(store, enqueue_alert(store, add_alert(store, evidence=evidence))[0])
+    assert "Opt-in wording looked for and not found: with your consent" in parts(added)[0]
 
 
 def test_html_has_inline_styles_and_no_style_block(store: Store) -> None:
@@ -292,3 +369,30 @@ def test_alert_from_the_real_pipeline_stages_reads_well(store: Store) -> None:
     quote = BeautifulSoup(html, "html.parser").find("blockquote")
     assert quote is not None and quote.get_text() == clause
     assert "train" in [s.get_text() for s in quote.find_all("span")]
+
+
+def test_check_warns_once_when_subscribers_would_get_no_link(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    def check(base_url: str | None) -> str:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "database: pm.db\n"
+            + (f"base_url: {base_url}\n" if base_url else "")
+            + "http: {retries: 0, timeout: 2, respect_robots: false}\n"
+            "documents:\n"
+            "  - {platform: A, url: 'http://127.0.0.1:9/a'}\n"
+            "  - {platform: B, url: 'http://127.0.0.1:9/b'}\n",
+            encoding="utf-8",
+        )
+        out = CliRunner().invoke(cli, ["--config", str(config), "check"])
+        assert out.exit_code == 0, out.output
+        return out.stderr
+
+    assert "base_url" not in check(None)  # nobody to e-mail yet
+    with Store(tmp_path / "pm.db") as store:
+        add_subscriber(store, "reader@example.org")
+    assert check(None).count("warning: base_url is not set") == 1
+    assert "base_url" not in check(BASE)

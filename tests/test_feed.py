@@ -45,6 +45,16 @@ def test_feed_is_atom_with_the_required_elements(tmp_path: Path) -> None:
     assert CLAUSE in BeautifulSoup(content.text, "lxml").get_text()
 
 
+def test_without_base_url_the_feed_has_no_self_link(tmp_path: Path) -> None:
+    site = build(tmp_path)
+    write_alert_pages(site.store, site.reports)
+    feed = parse(site.reports / "alerts.atom")
+    assert feed.find(f"{A}link[@rel='self']") is None
+    assert [link.get("rel") for link in feed.findall(f"{A}link")] == ["alternate"]
+    entry_link = feed.find(f"{A}entry/{A}link").get("href")
+    assert entry_link == f"alerts/{site.ids[0]}.html"  # relative to the feed file
+
+
 def test_entry_ids_are_stable_across_regenerations(tmp_path: Path) -> None:
     site = build(tmp_path)
     first = parse(site.reports / "alerts.atom")

@@ -117,16 +117,37 @@ def test_failed_capture_in_the_archive_is_suspect_not_a_version(
     ]
 
 
-def test_cli_import_dir_json_summary(tmp_path: Path) -> None:
+def test_cli_import_dir_json_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # without a config, the pages go to ./reports
     db = tmp_path / "cli.db"
     runner = CliRunner()
     out = runner.invoke(cli, ["--db", str(db), "import", "dir", str(HISTORY), "--json"])
     assert out.exit_code == 0, out.output
     summary = json.loads(out.output)
     assert (summary["documents"], summary["new_versions"], summary["alerts"]) == (3, 8, 1)
+    assert summary["alerts_index"] == str(tmp_path / "reports" / "alerts" / "index.html")
+    assert (tmp_path / "reports" / "alerts" / "1.html").is_file()
     human = runner.invoke(cli, ["--db", str(db), "import", "dir", str(HISTORY), "--workers", "1"])
     assert human.exit_code == 0, human.output
     assert "0 new versions" in human.output and "9 files" in human.output
+
+
+def test_cli_import_publishes_the_pages_of_imported_alerts(tmp_path: Path) -> None:
+    from bs4 import BeautifulSoup
+
+    config = tmp_path / "config.yaml"
+    config.write_text("database: research.db\nreports_dir: out\n", encoding="utf-8")
+    out = CliRunner().invoke(cli, ["--config", str(config), "import", "dir", str(HISTORY)])
+    assert out.exit_code == 0, out.output
+    alerts = tmp_path / "out" / "alerts"
+    index = BeautifulSoup((alerts / "index.html").read_text(encoding="utf-8"), "lxml")
+    hrefs = [a["href"] for a in index.select("#alerts tbody a")]
+    assert hrefs == ["1.html"]  # the one alert of the history (see test above)
+    assert "train" in (alerts / "1.html").read_text(encoding="utf-8")
+    assert (tmp_path / "out" / "alerts.atom").is_file()
+    assert str(alerts / "index.html") in out.output
+    with Store(tmp_path / "research.db") as store:  # pages, but still no e-mail
+        assert store.query("SELECT count(*) AS n FROM deliveries") == [{"n": 0}]
 
 
 def test_cli_import_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
@@ -135,3 +156,104 @@ def test_cli_import_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
     )
     assert out.exit_code == 2
     assert "Traceback" not in out.output
+
+
+# --- imported history is not news: no e-mail unless --notify --------------------------------
+
+LIVE = "live/privacy-policy"
+NO_AI = "# Privacy\n\n## Use\n\nWe keep your account details to run the service.\n"
+TRAINS = NO_AI + "\nWe may use your public posts to train our artificial intelligence models.\n"
+
+
+def _live_alert(store: Store, when: dt.datetime) -> list[int]:
+    """An alert raised by a fetch (what `check` does), at ``when``."""
+    from monitor.extract import extract_markdown
+
+    store.ensure_document(LIVE, "Live", "privacy-policy", "https://live.example/privacy")
+    pipeline = Pipeline(default_config(), store, notify=True, clock=lambda: when)
+    for text in (NO_AI, TRAINS):
+        ingest = pipeline.ingest(LIVE, extract_markdown(text), seen_at=when, source="fetch")
+    return ingest.alert_ids
+
+
+def test_daily_digest_after_an_import_lists_no_imported_alert(store: Store) -> None:
+    from monitor.notify import add_subscriber, enqueue_digests
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    add_subscriber(store, "daily@example.org", digest="daily", min_severity="info", now=now)
+    live = _live_alert(store, now + dt.timedelta(minutes=1))
+    assert len(live) == 1
+    (first,) = enqueue_digests(store, now=now + dt.timedelta(hours=1))
+    assert store.query_one("SELECT alert_id FROM deliveries WHERE id = ?", (first,)) == {
+        "alert_id": live[0]
+    }
+
+    imported = _import(store)
+    assert imported.alert_ids  # the history does raise an alert: recorded, not e-mailed
+    assert enqueue_digests(store, now=now + dt.timedelta(days=1, hours=1)) == []
+    origins = store.query("SELECT id, origin FROM alerts ORDER BY id")
+    assert origins == [
+        {"id": live[0], "origin": "check"},
+        *({"id": i, "origin": "import"} for i in imported.alert_ids),
+    ]
+
+
+def test_import_with_notify_e_mails_its_alerts(store: Store) -> None:
+    from monitor.notify import add_subscriber
+
+    add_subscriber(store, "instant@example.org", min_severity="info")
+    result = import_tree(Pipeline(default_config(), store, notify=True), HISTORY)
+    (alert,) = result.alert_ids
+    assert store.query("SELECT origin FROM alerts") == [{"origin": "import-notify"}]
+    rows = store.query("SELECT alert_id, recipient FROM deliveries")
+    assert rows == [{"alert_id": alert, "recipient": "instant@example.org"}]
+
+
+def test_an_imported_alert_is_never_queued_by_hand_either(store: Store) -> None:
+    from monitor.notify import add_subscriber, enqueue_alert
+
+    add_subscriber(store, "instant@example.org", min_severity="info")
+    (alert,) = _import(store).alert_ids
+    assert enqueue_alert(store, alert) == []
+    assert store.query("SELECT count(*) AS n FROM deliveries") == [{"n": 0}]
+
+
+def test_migration_marks_the_alerts_of_earlier_imports(tmp_path: Path) -> None:
+    import sqlite3
+
+    from monitor.store import MIGRATIONS, _split_sql
+
+    before = next(i for i, m in enumerate(MIGRATIONS) if "origin TEXT" in m)
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    for script in MIGRATIONS[:before]:
+        for statement in _split_sql(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={before}")
+    day = "2024-01-01T00:00:00Z"
+    conn.execute(
+        "INSERT INTO documents VALUES ('p/privacy-policy', 'P', 'privacy-policy', 'u', ?)", (day,)
+    )
+    for vid, source in ((1, "fetch"), (2, "import"), (3, "import")):
+        conn.execute(
+            "INSERT INTO versions (id, document_id, number, sha256, text, first_seen, last_seen, "
+            "source) VALUES (?, 'p/privacy-policy', ?, ?, 't', ?, ?, ?)",
+            (vid, vid, str(vid), day, day, source),
+        )
+        conn.execute(
+            "INSERT INTO alerts (id, document_id, type, severity, version_id, created_at, "
+            "clause_key, summary, evidence) VALUES (?, 'p/privacy-policy', 'baseline', 'high', "
+            "?, ?, ?, 's', '{}')",
+            (vid, vid, day, f"k{vid}"),
+        )
+    # the outbox row an `import --notify` left for the second imported alert
+    conn.execute(
+        "INSERT INTO deliveries (kind, alert_id, recipient, subject, body_text, headers, "
+        "message_id, status, next_attempt_at, created_at) "
+        "VALUES ('alert', 3, 'a@b.org', 's', 'b', '{}', '<m@x>', 'sent', ?, ?)",
+        (day, day),
+    )
+    conn.close()
+    with Store(db) as store:
+        origins = {r["id"]: r["origin"] for r in store.query("SELECT id, origin FROM alerts")}
+    assert origins == {1: "check", 2: "import", 3: "import-notify"}

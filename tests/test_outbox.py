@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import itertools
 import os
 import signal
 import subprocess
@@ -30,7 +31,7 @@ from monitor.notify import (
     resend_unknown,
     retry_failed,
 )
-from monitor.store import Store
+from monitor.store import Store, iso
 
 REPO = Path(__file__).resolve().parents[1]
 SENDER = "alerts@example.org"
@@ -48,7 +49,6 @@ def settings(srv: SmtpServer, **kw: object) -> SmtpSettings:
         "port": srv.port,
         "sender": SENDER,
         "timeout": 5,
-        "retries": 3,
         "backoff": 60,
     }
     return SmtpSettings.model_validate(values | kw)
@@ -137,50 +137,129 @@ def test_smtp_down_then_up_delivers_everything_once(store: Store, server: SmtpSe
     down = deliver(store, smtp, now=t0)
     rows = store.query("SELECT * FROM deliveries")
     assert (down.sent, down.deferred, down.failed) == (0, 3, 0)
+    assert "refused" in (down.server_down or "").lower() and down.waiting == 3
     assert {r["status"] for r in rows} == {"pending"}
-    assert {r["attempts"] for r in rows} == {1}
+    assert {r["attempts"] for r in rows} == {0}  # the server's failure, not the messages'
     assert all("refused" in r["last_error"].lower() for r in rows)
-    assert {r["next_attempt_at"] for r in rows} == {
-        (t0 + dt.timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    }
+    (state,) = store.query("SELECT * FROM smtp_state")
+    assert state["retry_at"] == iso(t0 + dt.timedelta(seconds=60))
 
     server.start()
-    early = deliver(store, smtp, now=t0 + dt.timedelta(seconds=30))  # not due yet
+    early = deliver(store, smtp, now=t0 + dt.timedelta(seconds=30))  # the outbox backs off
     later = deliver(store, smtp, now=t0 + dt.timedelta(seconds=61))
     again = deliver(store, smtp, now=t0 + dt.timedelta(hours=1))
-    assert early.sent == 0 and later.sent == 3 and again.sent == 0
+    assert early.sent == 0 and early.server_down and "next try at" in early.summary()
+    assert later.sent == 3 and later.server_down is None and again.sent == 0
     assert server.wait_for(3)
     ids = server.message_ids()
     assert len(ids) == 3 and set(ids.values()) == {1}
     assert statuses(store) == ["sent"] * 3
+    assert store.query("SELECT * FROM smtp_state") == []  # the outage is over
 
 
-def test_backoff_doubles_then_the_row_fails_and_can_be_retried(
-    store: Store, server: SmtpServer
-) -> None:
-    t0 = dt.datetime.now(dt.UTC)
-    add_subscriber(store, "a@example.org")
+def _connects(store: Store) -> int:
+    state = store.query_one("SELECT failures FROM smtp_state")
+    return int(state["failures"]) if state else 0
+
+
+def test_an_outage_of_many_hours_loses_no_message(store: Store, server: SmtpServer) -> None:
+    # The daemon delivers every minute. With the defaults (backoff 60 s, at most one hour), a
+    # ten-hour outage used to spend five attempts per message in 31 minutes and fail them all.
+    t0 = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
+    for n in range(4):
+        add_subscriber(store, f"reader{n}@example.org")
     enqueue_alert(store, add_alert(store), now=t0)
-    smtp = settings(server, retries=3, backoff=10)
+    smtp = settings(server, backoff=60, max_backoff=3600)
     server.stop()
-    waits = []
-    now = t0
-    for _ in range(3):
-        deliver(store, smtp, now=now)
-        row = store.query_one("SELECT * FROM deliveries")
-        assert row is not None
-        next_at = dt.datetime.fromisoformat(row["next_attempt_at"].replace("Z", "+00:00"))
-        waits.append((next_at - now.replace(microsecond=0)).total_seconds())
-        now = next_at
-    assert waits[:2] == [10, 20]
-    assert statuses(store) == ["failed"]
-    assert deliver(store, smtp, now=now + dt.timedelta(days=1)).sent == 0
+    tries: list[dt.datetime] = []
+    for minute in range(10 * 60):
+        now = t0 + dt.timedelta(minutes=minute)
+        before = _connects(store)
+        report = deliver(store, smtp, now=now)
+        assert report.sent == report.failed == 0
+        if _connects(store) > before:
+            tries.append(now)
+    rows = store.query("SELECT * FROM deliveries")
+    assert {r["status"] for r in rows} == {"pending"} and {r["attempts"] for r in rows} == {0}
+    gaps = [(b - a).total_seconds() / 60 for a, b in itertools.pairwise(tries)]
+    assert gaps[:6] == [1, 2, 4, 8, 16, 32]  # the whole run backs off, doubling ...
+    assert set(gaps[6:]) == {60}  # ... up to an hour
+    assert deliver(store, smtp, now=tries[-1] + dt.timedelta(minutes=30)).server_down
 
     server.start()
-    assert retry_failed(store, now=now) == 1
-    report = deliver(store, smtp, now=now)
+    back = tries[-1] + dt.timedelta(minutes=60)  # the next hourly try
+    assert deliver(store, smtp, now=back).sent == 4
+    assert server.wait_for(4) and statuses(store) == ["sent"] * 4
+    assert set(server.message_ids().values()) == {1}
+
+
+def test_messages_are_given_up_only_after_give_up_after(store: Store, server: SmtpServer) -> None:
+    t0 = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
+    add_subscriber(store, "a@example.org")
+    enqueue_alert(store, add_alert(store), now=t0)
+    smtp = settings(server, backoff=60, max_backoff=3600, give_up_after="3d")
+    server.stop()
+    now = t0
+    while now < t0 + dt.timedelta(days=3, hours=2):
+        deliver(store, smtp, now=now)
+        if now < t0 + dt.timedelta(days=3):
+            assert statuses(store) == ["pending"], now
+        now += dt.timedelta(minutes=10)
+    (row,) = store.query("SELECT * FROM deliveries")
+    assert row["status"] == "failed"
+    assert row["last_error"].startswith("undelivered for 3d: ")
+    assert "refused" in row["last_error"].lower()
+
+    server.start()
+    assert retry_failed(store, now=now) == 1  # the operator's decision: a new clock
+    report = deliver_pending(store, smtp, now=now, sleep=no_sleep, force=True)
     assert report.sent == 1 and statuses(store) == ["sent"]
     assert server.wait_for(1)
+
+
+def test_a_temporary_refusal_of_one_message_backs_off_that_message(
+    store: Store, server: SmtpServer
+) -> None:
+    t0 = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
+    server.reject["full@example.org"] = "452 4.2.2 mailbox full"
+    add_subscriber(store, "full@example.org")
+    add_subscriber(store, "ok@example.org")
+    enqueue_alert(store, add_alert(store), now=t0)
+    smtp = settings(server, backoff=10, max_backoff=3600, give_up_after="1d")
+    waits = []
+    now = t0
+    for _ in range(12):
+        deliver(store, smtp, now=now)
+        row = store.query_one("SELECT * FROM deliveries WHERE recipient = 'full@example.org'")
+        assert row is not None
+        next_at = dt.datetime.fromisoformat(row["next_attempt_at"].replace("Z", "+00:00"))
+        waits.append((next_at - now).total_seconds())
+        now = next_at
+    assert waits[:4] == [10, 20, 40, 80] and max(waits) == 3600
+    assert row["status"] == "pending" and "452" in row["last_error"]
+    assert store.query("SELECT * FROM smtp_state") == []  # the server itself is fine
+    del server.reject["full@example.org"]
+    assert deliver(store, smtp, now=now).sent == 1
+    assert sorted(r for m in server.messages for r in m.rcpt_tos) == [
+        "full@example.org",
+        "ok@example.org",
+    ]
+
+
+def test_a_server_saying_421_backs_off_the_run_not_the_message(
+    store: Store, server: SmtpServer
+) -> None:
+    t0 = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
+    server.reject["a@example.org"] = "421 4.3.2 service shutting down"
+    add_subscriber(store, "a@example.org")
+    add_subscriber(store, "b@example.org")
+    enqueue_alert(store, add_alert(store), now=t0)
+    report = deliver(store, settings(server), now=t0)
+    assert report.sent == 0 and "421" in (report.server_down or "")
+    assert statuses(store) == ["pending", "pending"]
+    assert {r["attempts"] for r in store.query("SELECT attempts FROM deliveries")} == {0}
+    del server.reject["a@example.org"]
+    assert deliver(store, settings(server), now=t0 + dt.timedelta(seconds=61)).sent == 2
 
 
 def test_permanent_rejection_fails_at_once_and_the_batch_goes_on(
@@ -211,8 +290,11 @@ def test_login_with_password_from_config(store: Store) -> None:
         assert wrong.deferred == 1 and "535" in str(
             store.query("SELECT last_error FROM deliveries")
         )
-        store.conn.execute("UPDATE deliveries SET next_attempt_at = '2000-01-01T00:00:00Z'")
-        right = deliver(store, settings(srv, username="mailer", password="s3cret"))
+        assert statuses(store) == ["pending"]  # a login failure is the server's, not the row's
+        # The operator fixes the password and runs `notify`, which does not wait for the backoff.
+        right = deliver_pending(
+            store, settings(srv, username="mailer", password="s3cret"), sleep=no_sleep, force=True
+        )
         assert right.sent == 1 and srv.wait_for(1)
 
 
@@ -351,3 +433,76 @@ def test_daily_digest_lists_every_new_alert_once(store: Store, server: SmtpServe
     row = store.query_one("SELECT * FROM deliveries WHERE id = ?", (next_day,))
     assert row is not None and row["alert_id"] == third
     assert "Another clause." in row["body_text"] and "Meta dropped" not in row["body_text"]
+
+
+# --- the notify command ------------------------------------------------------------------------
+
+
+def _notify(config: Path, *flags: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    out = CliRunner().invoke(cli, ["--config", str(config), "notify", *flags])
+    return out.exit_code, out.stdout, out.stderr
+
+
+def _config(tmp_path: Path, srv: SmtpServer | None) -> Path:
+    config = tmp_path / "config.yaml"
+    smtp = f"smtp: {{host: {srv.host}, port: {srv.port}, sender: {SENDER}}}\n" if srv else ""
+    config.write_text(f"database: pm.db\n{smtp}", encoding="utf-8")
+    return config
+
+
+def test_cli_notify_delivers_and_tries_at_once_during_a_backoff(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    config = _config(tmp_path, server)
+    with Store(tmp_path / "pm.db") as store:
+        add_subscriber(store, "a@example.org")
+        add_subscriber(store, "b@example.org")
+        enqueue_alert(store, add_alert(store))
+    server.stop()
+    code, out, _ = _notify(config)
+    assert code == 0 and "sent 0, deferred 2" in out and "unavailable since" in out
+    server.start()
+    # The outbox backs off for a minute; an operator's notify does not wait for it.
+    code, out, _ = _notify(config)
+    assert (code, out) == (0, "sent 2, deferred 0, failed 0\n")
+    assert server.wait_for(2)
+
+
+def test_cli_notify_requeues_failed_and_in_doubt_e_mails(
+    tmp_path: Path, server: SmtpServer
+) -> None:
+    config = _config(tmp_path, server)
+    with Store(tmp_path / "pm.db") as store:
+        add_subscriber(store, "gone@example.org")
+        add_subscriber(store, "doubt@example.org")
+        enqueue_alert(store, add_alert(store))
+        store.conn.execute(
+            "UPDATE deliveries SET status = 'failed' WHERE recipient = 'gone@example.org'"
+        )
+        store.conn.execute(
+            "UPDATE deliveries SET status = 'unknown' WHERE recipient = 'doubt@example.org'"
+        )
+    code, out, _ = _notify(config)
+    assert code == 0 and out.startswith("sent 0") and "1 e-mail(s) in doubt" in out
+    code, out, _ = _notify(config, "--retry-failed", "--resend-unknown")
+    assert code == 0
+    assert out.splitlines() == [
+        "1 e-mail(s) in doubt queued again",
+        "1 failed e-mail(s) queued again",
+        "sent 2, deferred 0, failed 0",
+    ]
+    assert server.wait_for(2)
+
+
+def test_cli_notify_without_smtp_is_one_line_with_the_outbox(tmp_path: Path) -> None:
+    config = _config(tmp_path, None)
+    with Store(tmp_path / "pm.db") as store:
+        add_subscriber(store, "a@example.org")
+        enqueue_alert(store, add_alert(store))
+    code, out, err = _notify(config)
+    assert code == 2 and out == ""
+    assert err == "error: no 'smtp:' section in the config; outbox: {'pending': 1}\n"

@@ -258,6 +258,23 @@ def test_only_requested_alert_pages_are_rewritten(tmp_path: Path) -> None:
     assert page.read_text("utf-8") != "stale"
 
 
+def test_publishing_writes_every_missing_page_the_index_links_to(tmp_path: Path) -> None:
+    # A check that stopped after recording its alert and before publishing: the next publish
+    # (for other alerts, or none) must not leave the index linking to a page that is missing.
+    site = build(tmp_path)
+    when = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    site.store.ensure_document("y/privacy-policy", "Y", "privacy-policy", SOURCE)
+    (unpublished,) = add_pair(site.store, "y/privacy-policy", finding(CLAUSE), when=when)
+    written = write_alert_pages(site.store, site.reports, alert_ids=[])
+    assert site.reports / "alerts" / f"{unpublished}.html" in written
+    assert site.reports / "alerts" / f"{site.ids[0]}.html" not in written  # it exists
+    hrefs = [a["href"] for a in site.index().select("#alerts tbody a")]
+    assert sorted(hrefs) == sorted(f"{i}.html" for i in (site.ids[0], unpublished))
+    assert all((site.reports / "alerts" / h).is_file() for h in hrefs)
+    assert "Y" in site.page(unpublished).get_text()
+    assert (site.reports / "versions" / "y--privacy-policy" / "2.html").is_file()
+
+
 def test_negation_removed_page_quotes_the_removed_statement(tmp_path: Path, store: Store) -> None:
     store.ensure_document("x/privacy-policy", "X", "privacy-policy", SOURCE)
     h = History(store)

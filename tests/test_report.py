@@ -79,14 +79,78 @@ def test_json_report_field_by_field(imported: Store) -> None:
 def test_filters_by_platform_doc_type_and_dates(imported: Store) -> None:
     assert list(_docs(imported, platforms=["Quillnest"])) == ["quillnest/privacy-policy"]
     assert list(_docs(imported, doc_types=["terms-of-service"])) == ["parlour/terms-of-service"]
+    # Every document in force during 2023 (quillnest's 2022 version was), with the version in
+    # force on 1 January as its starting state.
     ranged = _docs(imported, since="2023-01-01", until="2023-12-31")
-    assert list(ranged) == ["parlour/privacy-policy", "parlour/terms-of-service"]
-    assert ranged["parlour/privacy-policy"]["versions"] == 2
-    assert ranged["parlour/privacy-policy"]["first_seen"] == "2023-03-01"
+    assert list(ranged) == [
+        "parlour/privacy-policy",
+        "parlour/terms-of-service",
+        "quillnest/privacy-policy",
+    ]
+    assert ranged["parlour/privacy-policy"]["versions"] == 3
+    assert ranged["parlour/privacy-policy"]["version_at_start"] == 1
+    assert ranged["parlour/privacy-policy"]["first_seen"] == "2022-01-10"
+    assert (
+        ranged["quillnest/privacy-policy"]["versions"],
+        ranged["quillnest/privacy-policy"]["version_at_start"],
+    ) == (1, 2)
     before_ai = _docs(imported, until="2022-12-31")["parlour/privacy-policy"]
     assert (before_ai["first_ai_training"], before_ai["alerts"]) == (None, [])
+    assert before_ai["version_at_start"] is None
     with pytest.raises(MonitorError, match="not a date"):
         collect(imported, since="last tuesday")
+
+
+def _named_platforms(store: Store) -> None:
+    """A platform named by a config ("Meta AI") and one named by an import folder."""
+    import datetime as dt
+
+    when = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    store.ensure_document("meta-ai/privacy-policy", "Meta AI", "Privacy Policy", "https://m.ai")
+    store.ensure_document("claude-ai/terms", "claude-ai", "terms", "file:///x")
+    for doc in ("meta-ai/privacy-policy", "claude-ai/terms"):
+        store.add_version(doc, text="We keep your chats safe.", seen_at=when, source="fetch")
+
+
+@pytest.mark.parametrize(
+    ("platform", "doc_type", "expected"),
+    [
+        ("Meta AI", None, ["meta-ai/privacy-policy"]),
+        ("meta-ai", None, ["meta-ai/privacy-policy"]),
+        ("META  ai", "privacy policy", ["meta-ai/privacy-policy"]),
+        ("Claude AI", None, ["claude-ai/terms"]),
+        ("claude-ai", "Terms", ["claude-ai/terms"]),
+    ],
+)
+def test_platforms_and_types_match_by_name_or_slug(
+    store: Store, platform: str, doc_type: str | None, expected: list[str]
+) -> None:
+    _named_platforms(store)
+    docs = _docs(store, platforms=[platform], doc_types=[doc_type] if doc_type else [])
+    assert list(docs) == expected
+
+
+def test_since_starts_from_the_version_in_force_and_keeps_the_first_disclosure(
+    imported: Store,
+) -> None:
+    # parlour: no AI (2022-01-10), AI training without choice (2023-03-01), an opt-out
+    # (2023-09-15). From 2023-06-01 on, the policy in force already trained on posts: the
+    # report must neither drop that version nor date the disclosure to the range.
+    doc = _docs(imported, since="2023-06-01")["parlour/privacy-policy"]
+    assert doc["first_ai_training"] == "2023-03-01"
+    assert doc["version_at_start"] == 2
+    assert doc["versions"] == 2  # v2 (in force on 2023-06-01) and v3
+    assert doc["consent"] == "opt_out"
+    assert doc["alerts"] == []  # the alert of 2023-03-01 was raised before the range
+    report = collect(imported, since="2023-06-01")
+    (parlour,) = [d for d in report.documents if d.doc_id == "parlour/privacy-policy"]
+    assert [v.number for v in parlour.versions] == [2, 3]
+    later = _docs(imported, since="2024-01-01")["parlour/privacy-policy"]
+    assert (later["versions"], later["version_at_start"], later["first_ai_training"]) == (
+        1,
+        3,
+        "2023-03-01",
+    )
 
 
 def test_csv_has_one_row_per_finding_and_parses(imported: Store, tmp_path: Path) -> None:
@@ -146,10 +210,10 @@ def test_html_links_every_version_pair_to_a_diff_page(imported: Store, tmp_path:
     soup = BeautifulSoup(index.read_text(encoding="utf-8"), "lxml")
     hrefs = [a["href"] for a in soup.select("table.versions a")]
     assert len(hrefs) == 2 + 1 + 2  # successive pairs of 3, 2 and 3 versions
-    assert "diffs/parlour--privacy-policy/2-3.html" in hrefs
+    (two_three,) = [h for h in hrefs if h.startswith("diffs/parlour--privacy-policy/2-3-")]
     for href in hrefs:
         assert (out / href).is_file()
-    opt_out = (out / "diffs/parlour--privacy-policy/2-3.html").read_text(encoding="utf-8")
+    opt_out = (out / two_three).read_text(encoding="utf-8")
     assert "opt out" in opt_out
     # matrix: one row per platform, one column per document type
     assert [th.get_text() for th in soup.select("table.matrix thead th")] == [
@@ -198,6 +262,33 @@ def test_cli_report_writes_each_format(imported: Store, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "not a date" in bad.output
 
 
+def test_a_diff_page_of_another_database_is_not_reused(tmp_path: Path) -> None:
+    # Two databases, the same document id and version numbers, different texts, one --out.
+    out = tmp_path / "report"
+
+    def history(root: Path, word: str) -> Path:
+        folder = root / "acme" / "privacy-policy"
+        folder.mkdir(parents=True)
+        body = "# Acme privacy\n\n## Data\n\n" + "We keep your account details safe. " * 8
+        (folder / "2024-01-01.md").write_text(body, encoding="utf-8")
+        (folder / "2024-02-01.md").write_text(body + f"\n\nWe now keep {word}.", encoding="utf-8")
+        return root
+
+    pages = []
+    for name, word in (("one", "pebbles"), ("two", "marbles")):
+        with Store(tmp_path / f"{name}.db") as store:
+            import_tree(
+                Pipeline(default_config(), store, notify=False),
+                history(tmp_path / name, word),
+            )
+            index = write_report(store, out, formats=["html"])["html"]
+        soup = BeautifulSoup(index.read_text(encoding="utf-8"), "lxml")
+        (href,) = [a["href"] for a in soup.select("table.versions a")]
+        pages.append(href)
+        assert word in (out / href).read_text(encoding="utf-8")
+    assert pages[0] != pages[1]
+
+
 def test_diff_pages_are_the_same_from_a_process_pool(imported: Store, tmp_path: Path) -> None:
     one = write_report(imported, tmp_path / "one", formats=["html"], workers=1)["html"].parent
     two = write_report(imported, tmp_path / "two", formats=["html"], workers=2)["html"].parent
@@ -206,3 +297,28 @@ def test_diff_pages_are_the_same_from_a_process_pool(imported: Store, tmp_path: 
     assert pages == sorted(p.relative_to(two) for p in two.glob("diffs/*/*.html"))
     for page in pages:
         assert (one / page).read_bytes() == (two / page).read_bytes()
+
+
+def test_progress_counts_every_diff_page_written_or_kept(imported: Store, tmp_path: Path) -> None:
+    for _ in range(2):  # written, then kept
+        totals: list[int] = []
+        done: list[int] = []
+        write_report(
+            imported,
+            tmp_path / "report",
+            formats=["html"],
+            workers=1,
+            on_start=totals.append,
+            on_page=done.append,
+        )
+        assert totals == [5] and sum(done) == 5
+
+
+def test_cli_report_shows_progress_on_a_terminal(imported: Store, tmp_path: Path) -> None:
+    args = ["--db", str(imported.path), "report", "--out", str(tmp_path / "r")]
+    on_tty = CliRunner().invoke(cli, args, env={"TTY_COMPATIBLE": "1"})
+    assert on_tty.exit_code == 0, on_tty.output
+    assert "report: diff pages" in on_tty.stderr
+    piped = CliRunner().invoke(cli, args, env={"TTY_COMPATIBLE": "0"})
+    assert "report: diff pages" not in piped.stderr
+    assert "index.html" in piped.stdout

@@ -45,11 +45,46 @@ def test_words_match_every_version_that_has_them(imported: Store) -> None:
     assert all("[Ireland]" in h.plain_snippet() for h in hits)
 
 
+def test_a_passage_repeated_in_every_version_is_one_hit_newest_first(imported: Store) -> None:
+    hits = search(imported, "Parlour")
+    # parlour/privacy-policy says "Parlour rooms" in all three versions, the same words around.
+    rooms = [h for h in hits if h.document_id == "parlour/privacy-policy"]
+    assert len(rooms) == 1
+    (hit,) = rooms
+    assert (hit.version, hit.versions, hit.first_version) == (3, 3, 1)
+    assert (hit.first_seen[:10], (hit.since or "")[:10]) == ("2023-09-15", "2022-01-10")
+    assert hit.to_dict()["versions"] == 3 and hit.to_dict()["since"] == "2022-01-10"
+    dates = [h.first_seen for h in hits]
+    assert dates == sorted(dates, reverse=True)
+    assert len({(h.document_id, h.snippet) for h in hits}) == len(hits)
+
+
 def test_platform_filter_and_limit(imported: Store) -> None:
     assert {h.document_id for h in search(imported, "account", platforms=["quillnest"])} == {
         "quillnest/privacy-policy"
     }
     assert len(search(imported, "Parlour", limit=2)) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "typed"),
+    [
+        ("Meta AI", "Meta AI"),  # a platform named in a config ...
+        ("Meta AI", "meta-ai"),
+        ("meta-ai", "Meta AI"),  # ... or by an import folder
+        ("meta-ai", "META ai"),
+    ],
+)
+def test_platform_filter_takes_names_and_slugs_alike(store: Store, name: str, typed: str) -> None:
+    import datetime as dt
+
+    when = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    store.ensure_document("meta-ai/privacy-policy", name, "privacy-policy", "https://m.ai")
+    store.ensure_document("other/privacy-policy", "Other", "privacy-policy", "https://o.ai")
+    for doc in ("meta-ai/privacy-policy", "other/privacy-policy"):
+        store.add_version(doc, text="We keep your chats safe.", seen_at=when, source="fetch")
+    hits = search(store, "chats", platforms=[typed])
+    assert [h.document_id for h in hits] == ["meta-ai/privacy-policy"]
 
 
 @pytest.mark.parametrize(
@@ -93,20 +128,29 @@ def test_index_follows_inserts_and_deletes(imported: Store) -> None:
 
 
 def test_migration_indexes_versions_stored_before_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    from monitor.store import _split_sql
+
     fts = next(i for i, m in enumerate(MIGRATIONS) if "versions_fts" in m)
-    if fts != len(MIGRATIONS) - 1:
-        pytest.skip("a later migration exists; rolling back to before the FTS one is not safe")
     db = tmp_path / "old.db"
-    with Store(db) as store:
-        import_tree(Pipeline(default_config(), store, notify=False), HISTORY)
-        for statement in (
-            "DROP TRIGGER versions_fts_insert",
-            "DROP TRIGGER versions_fts_delete",
-            "DROP TRIGGER versions_fts_update",
-            "DROP TABLE versions_fts",
-            f"PRAGMA user_version={fts}",
-        ):
-            store.conn.execute(statement)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for script in MIGRATIONS[:fts]:
+        for statement in _split_sql(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={fts}")
+    day = "2024-01-01T00:00:00Z"
+    conn.execute(
+        "INSERT INTO documents VALUES ('q/privacy-policy', 'Q', 'privacy-policy', 'u', ?)", (day,)
+    )
+    texts = ("We are based in Finland.", "We are based in Finland and Ireland.", "Ireland only.")
+    for n, text in enumerate(texts, 1):
+        conn.execute(
+            "INSERT INTO versions (document_id, number, sha256, text, first_seen, last_seen, "
+            "source) VALUES ('q/privacy-policy', ?, ?, ?, ?, ?, 'import')",
+            (n, str(n), text, day, day),
+        )
+    conn.close()
     with Store(db) as store:
         assert store.schema_version == len(MIGRATIONS)
         assert {h.version for h in search(store, "Ireland")} == {2, 3}
@@ -125,6 +169,8 @@ def test_cli_search_json_and_text(imported: Store) -> None:
     assert "**opt out**" in hit["snippet"]
     text = runner.invoke(cli, ["--db", str(imported.path), "search", "Ireland", "--limit", "1"])
     assert text.exit_code == 0 and "quillnest/privacy-policy" in text.output
+    rooms = runner.invoke(cli, ["--db", str(imported.path), "search", "rooms"])
+    assert "version 3  2023-09-15  (in 3 versions since 2022-01-10)" in rooms.output
     bad = runner.invoke(cli, ["--db", str(imported.path), "search", "train AND OR privacy"])
     assert bad.exit_code == 2
     assert bad.output.startswith("error: cannot search") and bad.output.count("\n") == 1

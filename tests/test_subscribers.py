@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,59 @@ def test_removal_cancels_pending_mail_and_keeps_sent_records(store: Store) -> No
     assert rows[sent]["status"] == "sent"
     assert rows[sent]["recipient"] == "a@example.org"
     assert rows[sent]["subscriber_id"] is None
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def _cli(db: object, *args: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    out = CliRunner().invoke(cli, ["--db", str(db), "subscribers", *args])
+    return out.exit_code, out.stdout, out.stderr
+
+
+def test_cli_add_list_update_and_remove(tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    code, out, _ = _cli(db, "add", "Reader@Example.ORG", "--platform", "Meta AI", "--platform", "x")
+    assert (
+        code == 0
+        and out.strip() == "Reader@example.org: meta-ai, x, severity >= medium, digest none"
+    )
+    code, out, _ = _cli(
+        db, "add", "daily@example.org", "--min-severity", "info", "--digest", "daily"
+    )
+    assert code == 0 and "all platforms" in out and "digest daily" in out
+    # Adding again changes the filters of the same subscriber.
+    code, out, _ = _cli(db, "add", "reader@example.org", "--min-severity", "high")
+    assert code == 0 and "all platforms, severity >= high" in out
+
+    code, out, _ = _cli(db, "list")
+    assert code == 0
+    assert out.splitlines() == [
+        "Reader@example.org\tall platforms\t>= high\tdigest none",
+        "daily@example.org\tall platforms\t>= info\tdigest daily",
+    ]
+    code, out, _ = _cli(db, "list", "--json")
+    listed = json.loads(out)
+    assert [(s["email"], s["min_severity"], s["digest"]) for s in listed] == [
+        ("Reader@example.org", "high", "none"),
+        ("daily@example.org", "info", "daily"),
+    ]
+    assert all("token" not in s for s in listed)  # the token is for its owner's e-mails only
+
+    with Store(db) as store:
+        token = next(s.token for s in list_subscribers(store) if s.email.startswith("daily"))
+    assert _cli(db, "remove", token)[:2] == (0, f"removed {token}\n")
+    assert _cli(db, "remove", "READER@example.org")[0] == 0
+    assert _cli(db, "list")[1] == "no subscribers\n"
+    code, _, err = _cli(db, "remove", "reader@example.org")
+    assert code == 2 and err == "error: no subscriber 'reader@example.org'\n"
+
+
+def test_cli_refuses_a_bad_address_in_one_line(tmp_path: Path) -> None:
+    code, out, err = _cli(tmp_path / "cli.db", "add", "not-an-address")
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
