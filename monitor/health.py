@@ -14,7 +14,9 @@ check:
     the same number of suspect fetches in a row that were all an empty selection: the page
     was probably redesigned and ``select`` no longer matches; over at the next good fetch.
 ``robots``
-    robots.txt disallows the document; over when a fetch is allowed again.
+    robots.txt disallows the document (a Disallow rule, or a 401 / 403 for robots.txt); over
+    when a fetch is allowed again. A robots.txt that cannot be read is a failed fetch
+    (``failing``), not a refusal.
 
 A problem is an *episode* in the ``health_problems`` table: one e-mail when it opens, one
 when it is resolved, never one per failed fetch. The state lives in the database, so a
@@ -42,7 +44,9 @@ PROBLEMS = ("failing", "suspect", "selector", "robots")
 _SUCCESS = frozenset(
     {Outcome.NEW_VERSION, Outcome.UNCHANGED, Outcome.SAME_BODY, Outcome.NOT_MODIFIED}
 )
-# Robots refusals are deliberate answers, reported as their own problem, not as an outage.
+# Robots refusals are deliberate answers, reported as their own problem, not as an outage. A
+# robots.txt that could not be read is recorded as the timeout / network or HTTP error it was,
+# so a site that is down is "failing" from its first failed fetch to its recovery.
 _FAILING = frozenset(o for o in Outcome if o.failed and o is not Outcome.ROBOTS_DISALLOWED)
 _EMPTY_SELECTION = "empty selection"
 _TAIL = 50  # recent fetches read per decision; enough for any sane suspect_in_a_row
@@ -53,8 +57,9 @@ _HINTS = {
     "error page or a drastic shrink). Nothing was stored as a version.",
     "selector": "The CSS selector in documents[].select matched nothing: the page was "
     "probably redesigned. Update the selector.",
-    "robots": "robots.txt of the site disallows this URL for our user agent. Nothing is "
-    "fetched until it allows it again (or set ignore_robots on the document).",
+    "robots": "robots.txt of the site disallows this URL for our user agent (a Disallow "
+    "rule, or robots.txt itself answered 401 / 403). Nothing is fetched until it allows it "
+    "again (or set ignore_robots on the document).",
 }
 
 

@@ -93,7 +93,7 @@ class BrowserFetcher(Fetcher):
                 result.robots_overridden = True
                 self._log.warning("ignoring robots.txt for %s (document override)", url)
             elif refusal := await self._robots_refusal(target):
-                return _failed(result, Outcome.ROBOTS_DISALLOWED, refusal, t0)
+                return _failed(result, *refusal, t0)
         try:
             browser = await self._launch()
         except ImportError:

@@ -69,11 +69,13 @@ def write_config(
     *,
     interval: str = "1s",
     extra: str = "",
+    others: dict[str, str] | None = None,
 ) -> Path:
+    """``others`` maps more platform names to URLs (documents on other servers)."""
+    urls = {p.strip("/").title(): server.url(p) for p in paths} | (others or {})
     docs = "".join(
-        f"  - platform: {p.strip('/').title()}\n    url: {server.url(p)}\n"
-        f"    select: main\n    interval: {interval}\n"
-        for p in paths
+        f"  - platform: {name}\n    url: {url}\n    select: main\n    interval: {interval}\n"
+        for name, url in urls.items()
     )
     config = folder / "config.yaml"
     config.write_text(
@@ -199,8 +201,19 @@ def test_daemon_survives_failures_alerts_and_stops_cleanly(tmp_path: Path) -> No
         "/limited": Route(429, {"Content-Type": "text/plain"}, "slow down"),
         "/private": policy("Private"),
     }
-    with serve(routes) as server, smtp_server() as smtp:
-        config = write_config(tmp_path, server, smtp, [p for p in routes if p != "/robots.txt"])
+    # a second site whose robots.txt fails: it is down, not refusing
+    down_routes: dict[str, Any] = {
+        "/robots.txt": Route(503, {"Content-Type": "text/plain"}, "maintenance"),
+        "/policy": policy("Down"),
+    }
+    with serve(routes) as server, serve(down_routes) as other, smtp_server() as smtp:
+        config = write_config(
+            tmp_path,
+            server,
+            smtp,
+            [p for p in routes if p != "/robots.txt"],
+            others={"Down": other.url("/policy")},
+        )
         db = tmp_path / "pm.db"
         cli(config, "subscribers", "add", READER, "--min-severity", "info")
         with daemon(config) as d:
@@ -218,6 +231,13 @@ def test_daemon_survives_failures_alerts_and_stops_cleanly(tmp_path: Path) -> No
             assert "http_error" in outcomes(db, "limited/privacy-policy")
             assert set(outcomes(db, "private/privacy-policy")) == {"robots_disallowed"}
             assert versions(db, "slow/privacy-policy") == 0
+            wait_until("robots.txt down", lambda: outcomes(db, "down/privacy-policy"), 10, d)
+            assert set(outcomes(db, "down/privacy-policy")) == {"http_error"}
+            details = query(
+                db, "SELECT DISTINCT detail FROM fetches WHERE document_id = 'down/privacy-policy'"
+            )
+            assert details == [("robots.txt unreachable: HTTP 503 Service Unavailable",)]
+            assert other.hits["/policy"] == 0
 
             # 2. a policy gains AI training; the others break
             server.routes["/policy"] = policy("Policy", extra=AI_CLAUSE)
@@ -232,13 +252,14 @@ def test_daemon_survives_failures_alerts_and_stops_cleanly(tmp_path: Path) -> No
                 ("redesign/privacy-policy", "selector"),
                 ("slow/privacy-policy", "failing"),
                 ("limited/privacy-policy", "failing"),
+                ("down/privacy-policy", "failing"),  # not "robots"
             }
 
             def open_problems() -> set[tuple[Any, ...]]:
                 sql = "SELECT document_id, problem FROM health_problems WHERE resolved_at IS NULL"
                 return set(query(db, sql))
 
-            wait_until("six problems", lambda: open_problems() == expected, 15, d)
+            wait_until("seven problems", lambda: open_problems() == expected, 15, d)
             assert versions(db, "guarded/privacy-policy") == 1  # a captcha is never a version
             assert versions(db, "redesign/privacy-policy") == 1
             wait_until(
@@ -252,12 +273,14 @@ def test_daemon_survives_failures_alerts_and_stops_cleanly(tmp_path: Path) -> No
             server.routes["/flaky"] = policy("Flaky")
             server.routes["/guarded"] = policy("Guarded")
             server.routes["/redesign"] = policy("Redesign")
+            other.routes["/robots.txt"] = (404, {}, "")
             wait_until(
                 "recoveries",
-                lambda: sum("recovered" in s for s in health_mail(smtp)) >= 3,
+                lambda: sum("recovered" in s for s in health_mail(smtp)) >= 4,
                 15,
                 d,
             )
+            assert versions(db, "down/privacy-policy") == 1
             time.sleep(1.5)  # more checks of the same state must not alert again
             code, took = d.terminate()
 
@@ -273,6 +296,7 @@ def test_daemon_survives_failures_alerts_and_stops_cleanly(tmp_path: Path) -> No
             ("flaky/privacy-policy", "failing"),
             ("guarded/privacy-policy", "suspect"),
             ("redesign/privacy-policy", "selector"),
+            ("down/privacy-policy", "failing"),
         ]:
             assert sum(f"{doc}: recovered from {problem}" in s for s in subjects) == 1, subjects
         for m in smtp.messages:

@@ -321,7 +321,7 @@ def test_robots_allowing_the_path_lets_the_fetch_through() -> None:
 
 @pytest.mark.parametrize(
     ("robots_status", "allowed"),
-    [(404, True), (410, True), (401, False), (403, False), (500, False), (503, False)],
+    [(404, True), (410, True), (401, False), (403, False)],
 )
 def test_robots_status_decides_by_rfc_9309(robots_status: int, allowed: bool) -> None:
     router = make_router(robots=robots_status)
@@ -333,19 +333,94 @@ def test_robots_status_decides_by_rfc_9309(robots_status: int, allowed: bool) ->
     assert (page.call_count == 1) is allowed
     if not allowed:
         assert result.outcome is Outcome.ROBOTS_DISALLOWED
-        expected = "forbidden" if robots_status < 500 else "unreachable"
-        assert result.error is not None and expected in result.error
+        assert result.error is not None and "forbidden" in result.error
 
 
-def test_unreachable_robots_means_disallow() -> None:
+@pytest.mark.parametrize("robots_status", [429, 500, 503])
+def test_robots_txt_server_error_is_the_failure_it_was_not_a_refusal(robots_status: int) -> None:
+    router = make_router(robots=robots_status)
+    page = router.get(PAGE).respond(200, text="policy")
+    sleep = FakeSleep()
+
+    result = run(fetch_once(router, settings=make_settings(retries=2), sleep=sleep))
+
+    assert page.call_count == 0  # RFC 9309: robots.txt unreachable, so the page is not fetched
+    assert result.outcome is Outcome.HTTP_ERROR
+    assert result.error is not None
+    assert result.error.startswith("robots.txt unreachable: ")
+    assert str(robots_status) in result.error
+    assert router.routes[0].call_count == 3  # retried like any request
+    assert result.attempts == 0  # of the page
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (httpx.ConnectError("connection refused"), Outcome.NETWORK_ERROR),
+        (httpx.ReadTimeout("timed out"), Outcome.TIMEOUT),
+    ],
+)
+def test_unreachable_robots_keeps_the_page_unfetched_and_records_why(
+    error: Exception, outcome: Outcome
+) -> None:
     router = make_router(robots=None)
-    router.get(f"{SITE}/robots.txt").mock(side_effect=httpx.ConnectError("no route"))
+    router.get(f"{SITE}/robots.txt").mock(side_effect=error)
     page = router.get(PAGE).respond(200, text="policy")
 
-    result = run(fetch_once(router))
+    result = run(fetch_once(router, settings=make_settings(retries=0)))
 
-    assert result.outcome is Outcome.ROBOTS_DISALLOWED
+    assert result.outcome is outcome
+    assert result.error is not None and result.error.startswith("robots.txt unreachable: ")
     assert page.call_count == 0
+
+
+def test_a_failed_robots_txt_is_asked_again_at_the_next_fetch() -> None:
+    router = make_router(robots=None)
+    robots = router.get(f"{SITE}/robots.txt")
+    robots.side_effect = [
+        httpx.ConnectError("down"),
+        httpx.Response(200, text="User-agent: *\nDisallow: /private\n"),
+    ]
+    page = router.get(PAGE).respond(200, text="policy")
+
+    async def twice() -> list[FetchResult]:
+        async with Fetcher(
+            make_settings(retries=0),
+            transport=httpx.MockTransport(router.async_handler),
+            sleep=FakeSleep(),
+        ) as fetcher:
+            first = await fetcher.fetch(PAGE)
+            return [first, await fetcher.fetch(PAGE), await fetcher.fetch(PAGE)]
+
+    results = run(twice())
+
+    assert [r.outcome for r in results] == [Outcome.NETWORK_ERROR, None, None]
+    assert robots.call_count == 2  # the good answer is cached, the failure was not
+    assert page.call_count == 2
+
+
+def test_checks_waiting_for_a_failing_robots_txt_share_its_answer() -> None:
+    router = make_router(robots=None)
+
+    async def slow_failure(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.02)  # the other fetches queue behind this request meanwhile
+        raise httpx.ConnectError("down")
+
+    robots = router.get(f"{SITE}/robots.txt").mock(side_effect=slow_failure)
+    router.get(url__regex=rf"^{SITE}/doc/\d$").respond(200, text="doc")
+
+    async def many() -> list[FetchResult]:
+        async with Fetcher(
+            make_settings(retries=0, per_host_concurrency=4),
+            transport=httpx.MockTransport(router.async_handler),
+            sleep=FakeSleep(),
+        ) as fetcher:
+            return await asyncio.gather(*(fetcher.fetch(f"{SITE}/doc/{i}") for i in range(4)))
+
+    results = run(many())
+
+    assert [r.outcome for r in results] == [Outcome.NETWORK_ERROR] * 4
+    assert robots.call_count == 1
 
 
 def test_ignore_robots_fetches_and_warns_every_time(caplog: pytest.LogCaptureFixture) -> None:

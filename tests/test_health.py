@@ -188,3 +188,69 @@ def test_check_decides_health_too(tmp_path: object) -> None:
     with Store(folder / "pm.db") as store:
         assert [p.problem for p in health.open_problems(store)[DOC]] == ["robots"]
         assert [m["recipient"] for m in health_mail(store)] == [OPERATOR]
+
+
+def test_a_site_whose_robots_txt_is_down_is_failing_from_start_to_end(tmp_path: object) -> None:
+    """A site that is down answers robots.txt with errors too: that is an outage (`failing`,
+    once, from the first failed fetch to the recovery), never a `robots` refusal."""
+    import asyncio
+    from pathlib import Path
+
+    from httpserver import Route, serve
+
+    from monitor.pipeline import Pipeline
+
+    folder = Path(str(tmp_path))
+    page = (
+        "<main><h1>Example Privacy Policy</h1>"
+        + "<p>We collect the name and e-mail address you give us when you sign up.</p>" * 6
+        + "</main>"
+    )
+    ok = Route(200, {"Content-Type": "text/html"}, page)
+    down = Route(503, {"Content-Type": "text/plain"}, "down for maintenance")
+    with serve({"/robots.txt": (404, {}, ""), "/privacy": ok}) as srv:
+        config = parse_config(
+            f"database: {folder / 'pm.db'}\noperator: {OPERATOR}\n"
+            "health:\n  failing_for: 1h\nhttp:\n  per_host_delay: 0\n  retries: 0\n"
+            f"documents:\n  - platform: Example\n    url: {srv.url('/privacy')}\n"
+        )
+        # robots.txt down, then the page down behind a good robots.txt, then robots.txt down
+        # again: one outage of four hours
+        plan = [
+            (None, ok),
+            (down, ok),
+            (down, ok),
+            ((404, {}, ""), down),
+            (down, down),
+            ((404, {}, ""), ok),
+        ]
+        transitions: list[health.Transition] = []
+        outcomes = []
+        with Store(config.database_path) as store:
+            for step, (robots, privacy) in enumerate(plan):
+                when = T0 + dt.timedelta(hours=step)
+                if robots is not None:
+                    srv.routes["/robots.txt"] = robots
+                srv.routes["/privacy"] = privacy
+                # a new pipeline per check: no robots.txt cached from the previous one
+                pipeline = Pipeline(config, store, clock=lambda when=when: when)
+                (result,) = asyncio.run(pipeline.check(config.documents))
+                outcomes.append((result.outcome.value, result.detail or ""))
+                transitions += health.update(store, config, [DOC], now=when)
+            mail = health_mail(store)
+    assert [o for o, _ in outcomes] == [
+        "new_version",
+        "http_error",
+        "http_error",
+        "http_error",
+        "http_error",
+        "same_body",
+    ]
+    assert outcomes[1][1].startswith("robots.txt unreachable: HTTP 503")
+    assert not outcomes[3][1].startswith("robots.txt")  # the page itself answered 503
+    assert [(t.problem, t.kind, t.started_at) for t in transitions] == [
+        ("failing", "started", "2025-03-01T13:00:00Z"),
+        ("failing", "recovered", "2025-03-01T13:00:00Z"),
+    ]
+    assert len(mail) == 2
+    assert "robots.txt disallows" not in str(mail[0]["body_text"])
