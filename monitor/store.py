@@ -186,6 +186,12 @@ MIGRATIONS: list[str] = [
     END;
     INSERT INTO versions_fts (versions_fts) VALUES ('rebuild');
     """,
+    # 4: the fetch log is read newest first by id (last good fetch, the health tail, status);
+    # (document_id, started_at) cannot give that order, so each of those reads sorted the
+    # document's whole history: 200,000 rows cost hundreds of ms per check.
+    """
+    CREATE INDEX fetches_document_id ON fetches(document_id, id);
+    """,
 ]
 
 
