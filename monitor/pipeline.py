@@ -427,7 +427,7 @@ class Pipeline:
         reason = prepared.suspect
         if reason and not self._accept_persistent_suspect(doc_id, reason, prepared.text_sha):
             with self.store.transaction():
-                blob = self.store.put_blob(body, fetched.content_type, seen_at)
+                blob = self.store.put_suspect_blob(doc_id, body, fetched.content_type, seen_at)
             return done(Outcome.SUSPECT, reason, body_sha256=blob, text_sha256=prepared.text_sha)
         if latest is not None and latest.sha256 == prepared.text_sha:
             return done(Outcome.UNCHANGED, body_sha256=body_sha, text_sha256=prepared.text_sha)

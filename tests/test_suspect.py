@@ -1,0 +1,80 @@
+"""The suspect-fetch guard end to end (real HTTP server on 127.0.0.1, real SQLite file): what
+is suspect, what is eventually accepted, and what is kept of suspect bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+from httpserver import Request, Route, serve
+
+from monitor.config import Config, parse_config
+from monitor.pipeline import CheckResult, Pipeline
+from monitor.store import Store
+
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+PARAGRAPH = (
+    "<p>We collect the information you give us when you create an account, such as your "
+    "name, your e-mail address and the messages you send, and we keep it while the account "
+    "is open. Section {i}.</p>"
+)
+
+
+def policy_page(paragraphs: int = 30, title: str = "Example privacy policy") -> str:
+    body = "".join(PARAGRAPH.format(i=i) for i in range(paragraphs))
+    return f"<html><head><title>{title}</title></head><body><main><h1>Privacy Policy</h1>{body}</main></body></html>"
+
+
+def captcha_page(nonce: str = "") -> str:
+    return (
+        "<html><head><title>Just a moment...</title></head><body><main>"
+        f"<h1>Verify you are human</h1><p>Checking your browser. Ray ID {nonce}</p>"
+        "</main></body></html>"
+    )
+
+
+def make_config(tmp_path: Path, urls: dict[str, str]) -> Config:
+    docs = "".join(
+        f"  - platform: {name}\n    url: {url}\n    select: main\n" for name, url in urls.items()
+    )
+    return parse_config(
+        f"database: {tmp_path / 'pm.db'}\nhttp:\n  per_host_delay: 0\n  retries: 0\n"
+        f"documents:\n{docs}"
+    )
+
+
+def check(config: Config, store: Store, *names: str) -> list[CheckResult]:
+    docs = [d for d in config.documents if not names or d.platform in names]
+    return asyncio.run(Pipeline(config, store).check(docs))
+
+
+def test_suspect_bodies_with_a_rotating_nonce_keep_only_the_latest_three(tmp_path: Path) -> None:
+    nonces = itertools.count()
+
+    def rotating(request: Request) -> Route:
+        return Route(200, HTML, captcha_page(f"n{next(nonces)}"))
+
+    with serve({"/a": (200, HTML, policy_page()), "/b": (200, HTML, captcha_page())}) as srv:
+        config = make_config(tmp_path, {"A": srv.url("/a"), "B": srv.url("/b")})
+        with Store(config.database_path) as store:
+            assert check(config, store, "A")[0].new_version
+            version_blob = store.latest_version("a/privacy-policy").blob_sha256
+            # A and B are served the same static block page once: one shared blob
+            srv.routes["/a"] = (200, HTML, captcha_page())
+            assert [r.outcome.value for r in check(config, store)] == ["suspect", "suspect"]
+            shared = store.last_fetch("b/privacy-policy")["body_sha256"]
+            assert store.last_fetch("a/privacy-policy")["body_sha256"] == shared
+            # then A's block page carries a new nonce at every fetch
+            srv.routes["/a"] = rotating
+            for _ in range(8):
+                assert check(config, store, "A")[0].outcome.value == "suspect"
+            suspect_rows = [
+                f for f in store.fetches("a/privacy-policy") if f["outcome"] == "suspect"
+            ]
+            assert len(suspect_rows) == 9  # every fetch is still logged with its hash
+            stored = {r["sha256"] for r in store.query("SELECT sha256 FROM blobs")}
+            latest_three = {f["body_sha256"] for f in suspect_rows[:3]}
+            # the version's body, A's latest three suspect bodies, and the body B still shows
+            assert stored == {version_blob, shared} | latest_three
+            assert b"Ray ID n7" in store.get_blob(suspect_rows[0]["body_sha256"])
