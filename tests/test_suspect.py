@@ -78,3 +78,35 @@ def test_suspect_bodies_with_a_rotating_nonce_keep_only_the_latest_three(tmp_pat
             # the version's body, A's latest three suspect bodies, and the body B still shows
             assert stored == {version_blob, shared} | latest_three
             assert b"Ray ID n7" in store.get_blob(suspect_rows[0]["body_sha256"])
+
+
+SHORT_POLICY = """<html><head><title>Contact form privacy notice</title></head><body><main>
+<h1>Privacy notice</h1>
+<p>We collect the name and e-mail address you type into our contact form, and the message you
+send us, to answer your question. We keep them for {years}.</p>
+<p>Our contact form is protected by Google reCAPTCHA, which collects hardware and software
+information, such as device and application data, and sends it to Google for analysis. The use
+of reCAPTCHA is subject to the Google Privacy Policy and Terms of Use.</p>
+<p>Our website is served through Cloudflare, which processes your IP address to protect the
+site against attacks and to deliver it quickly. Cloudflare keeps logs for a few days.</p>
+<p>If something went wrong with your request, write to privacy@example.org.</p>
+</main></body></html>"""
+
+
+def test_a_short_real_policy_naming_recaptcha_and_cloudflare_is_stored(tmp_path: Path) -> None:
+    page = SHORT_POLICY.format(years="one year")
+    with serve({"/notice": (200, HTML, page)}) as srv:
+        config = make_config(tmp_path, {"Short": srv.url("/notice")})
+        with Store(config.database_path) as store:
+            first = check(config, store)[0]
+            assert (first.outcome.value, first.version) == ("new_version", 1), first.detail
+            srv.routes["/notice"] = (200, HTML, SHORT_POLICY.format(years="two years"))
+            assert check(config, store)[0].version == 2
+            # a real block page is still suspect, and stores nothing
+            srv.routes["/notice"] = (200, HTML, captcha_page("x"))
+            blocked = check(config, store)[0]
+            assert (blocked.outcome.value, blocked.detail) == (
+                "suspect",
+                "looks like a captcha / bot check",
+            )
+            assert len(store.versions("short/privacy-policy")) == 2
