@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# The version of the extract stage's output. Each good fetch stores a fingerprint of it and of
+# the document's select / remove / render; a check whose fingerprint differs skips the
+# conditional GET and the same-body shortcut, so the page is extracted again. Bump it when
+# monitor.extract changes the text it gives for the same page.
+EXTRACTOR_VERSION = 1
+
 
 class Outcome(StrEnum):
     """What one check of one document came to. Stored in ``fetches.outcome``."""

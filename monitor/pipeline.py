@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import json
 import logging
 import multiprocessing
 import os
@@ -30,7 +32,7 @@ import httpx
 
 from monitor.config import Config, DocumentConfig
 from monitor.fetch import Fetcher
-from monitor.models import Analysis, Extracted, FetchResult, Outcome
+from monitor.models import EXTRACTOR_VERSION, Analysis, Extracted, FetchResult, Outcome
 from monitor.store import Store, Version, sha256_bytes, sha256_text, utcnow
 
 if TYPE_CHECKING:
@@ -44,6 +46,16 @@ log = logging.getLogger("monitor.pipeline")
 # come back. Only a *shrink* can be real (a platform really did shorten its policy), so only a
 # shrink that persists is accepted.
 _NEVER_ACCEPTED = ("empty", "captcha", "login", "error", "bot", "status")
+
+
+@functools.lru_cache(maxsize=4096)
+def extraction_key(select: tuple[str, ...], remove: tuple[str, ...], render: str) -> str:
+    """Fingerprint of what turns a document's body into text (see EXTRACTOR_VERSION)."""
+    return sha256_text(json.dumps([EXTRACTOR_VERSION, select, remove, render]))[:16]
+
+
+def _extraction_key(doc: DocumentConfig) -> str:
+    return extraction_key(tuple(doc.select), tuple(doc.remove), doc.render)
 
 
 @dataclass(slots=True)
@@ -331,6 +343,8 @@ class Pipeline:
                 self.store.upsert_document(doc)
                 self._known_docs.add(doc_id)
             good = self.store.last_good_fetch(doc_id)
+            if good is not None and good["extract_key"] != _extraction_key(doc):
+                good = None  # read with other settings: its validators and body prove nothing
             fetched = await fetcher.fetch(
                 doc.url,
                 etag=good["etag"] if good else None,
@@ -378,6 +392,7 @@ class Pipeline:
             "last_modified": fetched.last_modified,
             "attempts": fetched.attempts,
             "robots_overridden": int(fetched.robots_overridden),
+            "extract_key": _extraction_key(doc),
         }
 
         def done(outcome: Outcome, detail: str | None = None, **extra: Any) -> CheckResult:

@@ -192,6 +192,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX fetches_document_id ON fetches(document_id, id);
     """,
+    # 5: the extraction settings a good fetch was read with (pipeline.extraction_key): when
+    # select / remove / render or the extractor change, the shortcuts that reuse the last
+    # good fetch (conditional GET, same body) would keep the old text until the page changes.
+    """
+    ALTER TABLE fetches ADD COLUMN extract_key TEXT;
+    """,
 ]
 
 
