@@ -337,6 +337,7 @@ class Pipeline:
         """Fetch and process one document. Never raises for the document's own trouble:
         every failure is an outcome recorded in the fetch log."""
         t0 = time.monotonic()
+        started = self.clock()  # when the check began, not when its fetch came back
         doc_id = doc.doc_id
         try:
             if doc_id not in self._known_docs:
@@ -352,14 +353,14 @@ class Pipeline:
                 ignore_robots=doc.ignore_robots,
                 headers=doc.headers or None,
             )
-            result = await self._process(doc, fetched, good)
+            result = await self._process(doc, fetched, good, started)
         except Exception as exc:  # one document's bug must not stop the others
             log.exception("check of %s failed", doc_id)
             result = CheckResult(doc_id, Outcome.ERROR, detail=f"{type(exc).__name__}: {exc}")
             try:
                 self.store.record_fetch(
                     doc_id,
-                    started_at=self.clock(),
+                    started_at=started,
                     url=doc.url,
                     outcome=Outcome.ERROR.value,
                     detail=result.detail,
@@ -377,13 +378,17 @@ class Pipeline:
         return result
 
     async def _process(
-        self, doc: DocumentConfig, fetched: FetchResult, good: dict[str, Any] | None
+        self,
+        doc: DocumentConfig,
+        fetched: FetchResult,
+        good: dict[str, Any] | None,
+        started: dt.datetime,
     ) -> CheckResult:
         doc_id = doc.doc_id
         # The pipeline's clock, not the fetcher's: the demo and tests replay dated histories.
         seen_at = self.clock()
         base: dict[str, Any] = {
-            "started_at": seen_at,
+            "started_at": started,
             "duration_ms": round(fetched.elapsed * 1000),
             "url": fetched.url,
             "final_url": fetched.final_url,

@@ -71,11 +71,19 @@ _MIN_INTERVAL = 1.0  # APScheduler refuses a zero interval
 # --- the schedule (shared by the daemon and `status`) ------------------------------------------
 
 
-def next_due(last_started: dt.datetime | None, interval: float) -> dt.datetime | None:
-    """When a document is next due: its last fetch + interval; None = never fetched (due now)."""
+def next_due(
+    last_started: dt.datetime | None, interval: float, now: dt.datetime | None = None
+) -> dt.datetime | None:
+    """When a document is next due: its last fetch + interval; None = never fetched (due now).
+
+    With ``now``, never later than ``now`` + interval: a fetch stamped in the future (a clock
+    that was wrong, a database copied from elsewhere) must not postpone the document for as
+    long as that clock was ahead."""
     if last_started is None:
         return None
-    return last_started + dt.timedelta(seconds=max(interval, _MIN_INTERVAL))
+    step = dt.timedelta(seconds=max(interval, _MIN_INTERVAL))
+    due = last_started + step
+    return min(due, now + step) if now is not None else due
 
 
 def first_run_time(
@@ -89,16 +97,19 @@ def first_run_time(
 
     Not yet due: at its due time plus up to ``jitter``. Overdue or never fetched: now, spread
     over up to ``jitter`` (at most one interval) so a restart does not stampede."""
-    due = next_due(last_started, interval)
+    due = next_due(last_started, interval, now)
     if due is not None and due > now:
         return due + dt.timedelta(seconds=rng.uniform(0, jitter))
     return now + dt.timedelta(seconds=rng.uniform(0, min(jitter, max(interval, _MIN_INTERVAL))))
 
 
 def last_fetch_times(store: Store) -> dict[str, dt.datetime]:
-    """The start of the latest fetch of every document that has one."""
+    """The start of the latest fetch (the newest row, by id) of every document that has one:
+    the same row the daemon reschedules from after each check and `status` shows, whatever
+    the timestamps say. One index seek per document."""
     rows = store.query(
-        "SELECT document_id, max(started_at) AS at FROM fetches GROUP BY document_id"
+        "SELECT d.id AS document_id, (SELECT started_at FROM fetches WHERE document_id = d.id "
+        "ORDER BY id DESC LIMIT 1) AS at FROM documents d"
     )
     return {r["document_id"]: _parse(r["at"]) for r in rows if r["at"]}
 
@@ -177,7 +188,7 @@ def document_status(
         st = DocStatus(doc.doc_id, doc.url, doc.interval, doc.render)
         if (row := last.get(doc.doc_id)) is not None:
             st.last_fetch, st.outcome, st.detail = row["started_at"], row["outcome"], row["detail"]
-            due = next_due(_parse(row["started_at"]), doc.interval)
+            due = next_due(_parse(row["started_at"]), doc.interval, current)
             assert due is not None
             st.next_run, st.overdue = iso(due), due <= current
         st.consecutive_failures = failures.get(doc.doc_id, 0)
@@ -390,7 +401,7 @@ class Daemon:
         row = self._store.last_fetch(doc.doc_id)
         if row is None or self._stopping:
             return
-        due = next_due(_parse(row["started_at"]), doc.interval)
+        due = next_due(_parse(row["started_at"]), doc.interval, utcnow())
         assert due is not None
         when = due + dt.timedelta(seconds=self._rng.uniform(0, self.config.jitter))
         with contextlib.suppress(JobLookupError):  # removed by a reload meanwhile

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import random
 import time
 from collections import Counter
@@ -51,13 +52,15 @@ def test_the_spread_never_exceeds_one_interval() -> None:
     assert all(r <= NOW + dt.timedelta(seconds=10) for r in runs)
 
 
-def test_last_fetch_times_reads_the_fetch_log(store: Store) -> None:
+def test_last_fetch_times_reads_the_newest_row_of_the_fetch_log(store: Store) -> None:
     config = parse_config(
         "documents:\n  - {platform: A, url: 'https://a.example/p'}\n"
         "  - {platform: B, url: 'https://b.example/p'}\n"
     )
     for doc in config.documents:
         store.upsert_document(doc)
+    # the newest row, as the daemon's rescheduling after a check and `status` read it: not
+    # the highest timestamp, which a clock that was wrong for a while may have written
     for minutes in (0, 30, 10):
         store.record_fetch(
             "a/privacy-policy",
@@ -65,7 +68,52 @@ def test_last_fetch_times_reads_the_fetch_log(store: Store) -> None:
             url="u",
             outcome="unchanged",
         )
-    assert last_fetch_times(store) == {"a/privacy-policy": NOW + dt.timedelta(minutes=30)}
+    assert last_fetch_times(store) == {"a/privacy-policy": NOW + dt.timedelta(minutes=10)}
+
+
+def test_a_fetch_stamped_in_the_future_postpones_by_one_interval_at_most() -> None:
+    future = NOW + dt.timedelta(days=30)
+    assert next_due(future, HOUR, NOW) == NOW + dt.timedelta(hours=1)
+    assert next_due(NOW - dt.timedelta(minutes=10), HOUR, NOW) == NOW + dt.timedelta(minutes=50)
+    rng = random.Random(4)
+    runs = [first_run_time(future, HOUR, 60, NOW, rng) for _ in range(100)]
+    assert all(
+        NOW + dt.timedelta(hours=1) <= r <= NOW + dt.timedelta(hours=1, minutes=1) for r in runs
+    )
+
+
+def test_status_caps_the_next_run_of_a_future_stamped_fetch(store: Store) -> None:
+    from monitor.scheduler import document_status
+
+    config = parse_config(
+        "documents:\n  - {platform: A, url: 'https://a.example/p', interval: 6h}\n"
+    )
+    store.upsert_document(config.documents[0])
+    store.record_fetch(
+        "a/privacy-policy", started_at=NOW + dt.timedelta(days=365), url="u", outcome="unchanged"
+    )
+    (row,) = document_status(store, config, NOW)
+    assert row.next_run == "2025-03-01T18:00:00Z"
+    assert row.overdue is False
+
+
+def test_the_fetch_row_is_stamped_when_the_check_starts(tmp_path: Path) -> None:
+    from monitor.pipeline import Pipeline
+
+    ticks = iter(NOW + dt.timedelta(minutes=m) for m in itertools.count())
+    page = "<main><h1>P</h1>" + "<p>We collect your e-mail address to run the service.</p>" * 8
+    with serve({"/p": Route(200, {"Content-Type": "text/html"}, page + "</main>")}) as srv:
+        config = parse_config(
+            f"database: {tmp_path / 'pm.db'}\nhttp:\n  per_host_delay: 0\n"
+            f"documents:\n  - platform: P\n    url: {srv.url('/p')}\n"
+        )
+        with Store(config.database_path) as store:
+            pipeline = Pipeline(config, store, clock=lambda: next(ticks))
+            asyncio.run(pipeline.check(config.documents))
+            row = store.last_fetch("p/privacy-policy")
+            version = store.latest_version("p/privacy-policy")
+    assert row is not None and row["started_at"] == "2025-03-01T12:00:00Z"  # the first tick
+    assert version is not None and version.first_seen > row["started_at"]
 
 
 def test_stop_cancels_a_hanging_check_and_leaves_no_trace(tmp_path: Path) -> None:
