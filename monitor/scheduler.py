@@ -52,6 +52,7 @@ __all__ = [
     "first_run_time",
     "last_fetch_times",
     "next_due",
+    "run_after_check",
     "run_daemon",
 ]
 
@@ -66,6 +67,11 @@ _SUCCESS = tuple(
 _OUTBOX_EVERY = 60.0
 _DIGEST_EVERY = 3600.0
 _MIN_INTERVAL = 1.0  # APScheduler refuses a zero interval
+# After checks that end in `error` (a bug, a database that refuses writes), a document with a
+# short interval waits at least this long, doubling up to the maximum: the same failure at
+# full speed only fills the log.
+_ERROR_BACKOFF = 60.0
+_ERROR_BACKOFF_MAX = 3600.0
 
 
 # --- the schedule (shared by the daemon and `status`) ------------------------------------------
@@ -101,6 +107,25 @@ def first_run_time(
     if due is not None and due > now:
         return due + dt.timedelta(seconds=rng.uniform(0, jitter))
     return now + dt.timedelta(seconds=rng.uniform(0, min(jitter, max(interval, _MIN_INTERVAL))))
+
+
+def run_after_check(
+    last_recorded: dt.datetime | None,
+    started: dt.datetime,
+    interval: float,
+    now: dt.datetime,
+    errors: int = 0,
+) -> dt.datetime:
+    """When to check a document again after a check that started at ``started`` (jitter not
+    included). From the later of the newest recorded fetch and this check's start: if the
+    check's row could not be written, the newest row is an older one, and counting from it
+    would make the document due again at once, in a loop. ``errors`` consecutive checks that
+    ended in ``error`` back off (see _ERROR_BACKOFF)."""
+    base = max(last_recorded, started) if last_recorded is not None else started
+    step = max(interval, _MIN_INTERVAL)
+    if errors:
+        step = max(step, min(_ERROR_BACKOFF * 2 ** (errors - 1), _ERROR_BACKOFF_MAX))
+    return min(base, now) + dt.timedelta(seconds=step)
 
 
 def last_fetch_times(store: Store) -> dict[str, dt.datetime]:
@@ -245,6 +270,7 @@ class Daemon:
         self._fetcher: Fetcher | None = None
         self._browser: Fetcher | None = None
         self._retired: list[Fetcher] = []
+        self._errors: dict[str, int] = {}  # consecutive checks that ended in `error`
         self._slots: asyncio.Semaphore | None = None
         self._signals = False
 
@@ -392,18 +418,32 @@ class Daemon:
             )
             log.debug("%s: next run %s", doc.doc_id, iso(when))
 
-    def _reschedule_after(self, doc: DocumentConfig) -> None:
-        """Next run = this check's fetch-log time + interval + jitter (the same rule as a
-        restart), not the trigger's idea of when the job was meant to fire."""
+    def _reschedule_after(
+        self, doc: DocumentConfig, result: CheckResult, started: dt.datetime
+    ) -> None:
+        """Next run = this check's time + interval + jitter (see run_after_check), not the
+        trigger's idea of when the job was meant to fire."""
         from apscheduler.jobstores.base import JobLookupError
 
         assert self._scheduler is not None and self._store is not None
-        row = self._store.last_fetch(doc.doc_id)
-        if row is None or self._stopping:
+        if self._stopping:
             return
-        due = next_due(_parse(row["started_at"]), doc.interval, utcnow())
-        assert due is not None
-        when = due + dt.timedelta(seconds=self._rng.uniform(0, self.config.jitter))
+        if result.outcome is Outcome.ERROR:
+            self._errors[doc.doc_id] = self._errors.get(doc.doc_id, 0) + 1
+        else:
+            self._errors.pop(doc.doc_id, None)
+        try:
+            row = self._store.last_fetch(doc.doc_id)
+        except Exception:  # the database is in trouble: count from this check's start
+            log.exception("reading the last fetch of %s failed", doc.doc_id)
+            row = None
+        when = run_after_check(
+            _parse(row["started_at"]) if row else None,
+            started,
+            doc.interval,
+            utcnow(),
+            self._errors.get(doc.doc_id, 0),
+        ) + dt.timedelta(seconds=self._rng.uniform(0, self.config.jitter))
         with contextlib.suppress(JobLookupError):  # removed by a reload meanwhile
             self._scheduler.modify_job(doc.doc_id, next_run_time=when)
 
@@ -486,12 +526,13 @@ class Daemon:
                 if self._stopping or doc is None:
                     return
                 self._running.add(task)
+                started = utcnow()
                 try:
                     result = await self._pipeline.check_one(doc, self._fetcher_for(doc))
                 finally:
                     self._running.discard(task)
             self.checks += 1
-            self._after_check(doc, result)
+            self._after_check(doc, result, started)
         finally:
             self._waiting.discard(task)
             self._checking.discard(doc_id)
@@ -506,7 +547,7 @@ class Daemon:
             self._browser = BrowserFetcher(self.config.http, executable_path=self.config.chromium)
         return self._browser
 
-    def _after_check(self, doc: DocumentConfig, result: CheckResult) -> None:
+    def _after_check(self, doc: DocumentConfig, result: CheckResult, started: dt.datetime) -> None:
         from monitor import health, pages
 
         assert self._store is not None and self._pipeline is not None
@@ -527,7 +568,7 @@ class Daemon:
                 )
             except Exception:
                 log.exception("writing alert pages failed")
-        self._reschedule_after(doc)
+        self._reschedule_after(doc, result, started)
         if mail:
             self._spawn(self._outbox())
 

@@ -6,10 +6,13 @@ import asyncio
 import datetime as dt
 import itertools
 import random
+import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from httpserver import Route, serve
 
 from monitor.config import parse_config
@@ -144,3 +147,72 @@ def test_stop_cancels_a_hanging_check_and_leaves_no_trace(tmp_path: Path) -> Non
         assert store.query("SELECT * FROM fetches") == []  # cancelled: due again next time
         assert store.query("SELECT * FROM versions") == []
         assert store.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+
+
+def test_the_next_run_counts_from_this_check_when_its_row_was_not_written() -> None:
+    from monitor.scheduler import run_after_check
+
+    started = NOW - dt.timedelta(seconds=5)
+    # the newest row is from last week: this check's row never made it to the database
+    assert run_after_check(
+        NOW - dt.timedelta(days=7), started, HOUR, NOW
+    ) == started + dt.timedelta(hours=1)
+    assert run_after_check(None, started, HOUR, NOW) == started + dt.timedelta(hours=1)
+    # the row was written: it is the same check
+    assert run_after_check(started, started, HOUR, NOW) == started + dt.timedelta(hours=1)
+
+
+def test_checks_that_end_in_error_back_off() -> None:
+    from monitor.scheduler import run_after_check
+
+    waits = [
+        (run_after_check(NOW, NOW, 1, NOW, errors=n) - NOW).total_seconds() for n in range(0, 9)
+    ]
+    assert waits == [1, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+    # an interval longer than the backoff is kept
+    assert run_after_check(NOW, NOW, 6 * HOUR, NOW, errors=5) == NOW + dt.timedelta(hours=6)
+
+
+def test_a_database_that_refuses_writes_does_not_make_the_daemon_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = "<main><h1>P</h1>" + "<p>We collect your e-mail address to run the service.</p>" * 8
+    with serve({"/p": Route(200, {"Content-Type": "text/html"}, page + "</main>")}) as srv:
+        config = parse_config(
+            f"database: {tmp_path / 'pm.db'}\njitter: 0\nhttp:\n  per_host_delay: 0\n"
+            f"  retries: 0\ndocuments:\n  - platform: P\n    url: {srv.url('/p')}\n"
+            "    interval: 1h\n",
+            str(tmp_path / "config.yaml"),
+        )
+        daemon = Daemon(config, grace=0.3)
+
+        def full(self: Store, *args: object, **kwargs: object) -> int:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        async def scenario() -> tuple[int, dt.datetime]:
+            serving = asyncio.create_task(daemon.serve())
+            await until(lambda: daemon.checks >= 1)
+            assert daemon._store is not None and daemon._scheduler is not None
+            # the recorded fetch is old, and from now on no row can be written
+            daemon._store.conn.execute("UPDATE fetches SET started_at = '2020-01-01T00:00:00Z'")
+            monkeypatch.setattr(Store, "record_fetch", full)
+            before = srv.hits["/p"]
+            daemon._scheduler.modify_job("p/privacy-policy", next_run_time=dt.datetime.now(dt.UTC))
+            await until(lambda: daemon.checks >= 2)
+            await asyncio.sleep(2.0)  # a loop would fetch dozens of times meanwhile
+            job = daemon._scheduler.get_job("p/privacy-policy")
+            daemon.stop()
+            await asyncio.wait_for(serving, 5)
+            return srv.hits["/p"] - before, job.next_run_time
+
+        fetched, next_run = asyncio.run(scenario())
+    assert fetched == 1
+    assert next_run > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=50)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.05)
