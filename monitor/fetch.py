@@ -69,7 +69,10 @@ class Fetcher:
 
     ``transport`` replaces the network (respx / ``httpx.MockTransport`` in tests); ``sleep``
     is awaited for every deliberate wait (backoff, Retry-After, per-host delay) so tests can
-    record the delays instead of waiting them out.
+    record the delays instead of waiting them out. ``retry_after_wait`` is the longest
+    Retry-After waited for before a retry (default ``max_retry_after``); a longer one ends the
+    fetch, with the wait in ``FetchResult.retry_after``: the daemon reschedules the document
+    rather than hold one of its few check slots for minutes.
     """
 
     def __init__(
@@ -79,9 +82,15 @@ class Fetcher:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         logger: logging.Logger | None = None,
+        retry_after_wait: float | None = None,
     ) -> None:
         self._settings = settings
         self._sleep = sleep
+        self._retry_after_wait = (
+            settings.max_retry_after
+            if retry_after_wait is None
+            else min(retry_after_wait, settings.max_retry_after)
+        )
         self._log = logger or logging.getLogger(_LOG_NAME)
         self._random = random.Random()
         self._clock: Callable[[], float] = time.monotonic
@@ -165,7 +174,7 @@ class Fetcher:
                 result.robots_overridden = True
                 self._log.warning("ignoring robots.txt for %s (document override)", url)
             elif refusal := await self._robots_refusal(target):
-                result.outcome, result.error = refusal
+                result.outcome, result.error, result.retry_after = refusal
                 result.elapsed = self._clock() - t0
                 return result
 
@@ -177,6 +186,7 @@ class Fetcher:
 
         attempt = await self._fetch_with_retries(target, request_headers, result)
         self._fill(result, attempt, etag, last_modified)
+        result.retry_after = attempt.retry_after
         result.elapsed = self._clock() - t0
         return result
 
@@ -203,19 +213,33 @@ class Fetcher:
                 attempt.status if attempt.status is not None else attempt.error,
                 attempt.seconds,
             )
-            if not attempt.retryable or number == tries:
+            if not attempt.retryable:
                 return attempt
-            delay = settings.backoff * 2 ** (number - 1) * (1 + _JITTER * self._random.random())
+            retry_after = None
             if attempt.status in (429, 503) and attempt.headers is not None:
                 retry_after = _parse_retry_after(attempt.headers.get("Retry-After"))
-                if retry_after is not None:
-                    if retry_after > settings.max_retry_after:
-                        attempt.error = (
-                            f"HTTP {attempt.status}; Retry-After {retry_after:.0f} s exceeds "
-                            f"max_retry_after {settings.max_retry_after:.0f} s, not retried"
-                        )
-                        return attempt
-                    delay = retry_after
+            if number == tries:
+                if retry_after is not None:  # no retry left: say when the server expects us
+                    attempt.retry_after = retry_after
+                    attempt.error = f"{attempt.error}; Retry-After {retry_after:.0f} s"
+                return attempt
+            delay = settings.backoff * 2 ** (number - 1) * (1 + _JITTER * self._random.random())
+            if retry_after is not None:
+                if retry_after > settings.max_retry_after:
+                    attempt.retry_after = retry_after
+                    attempt.error = (
+                        f"HTTP {attempt.status}; Retry-After {retry_after:.0f} s exceeds "
+                        f"max_retry_after {settings.max_retry_after:.0f} s, not retried"
+                    )
+                    return attempt
+                if retry_after > self._retry_after_wait:
+                    attempt.retry_after = retry_after
+                    attempt.error = (
+                        f"HTTP {attempt.status}; Retry-After {retry_after:.0f} s: not waited "
+                        "for, checked again then"
+                    )
+                    return attempt
+                delay = retry_after
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
@@ -319,8 +343,9 @@ class Fetcher:
                 gate.last_start = self._clock()
             yield
 
-    async def _robots_refusal(self, target: httpx.URL) -> tuple[Outcome, str] | None:
-        """Why ``target`` must not be fetched, as (outcome, detail), or None when it may be.
+    async def _robots_refusal(self, target: httpx.URL) -> tuple[Outcome, str, float | None] | None:
+        """Why ``target`` must not be fetched, as (outcome, detail, Retry-After), or None
+        when it may be.
 
         ``robots_disallowed`` is a deliberate answer of the site (a Disallow rule, a 401 / 403);
         a robots.txt that could not be read keeps the page unfetched too (RFC 9309 2.3.1.4)
@@ -337,11 +362,13 @@ class Fetcher:
         if entry.failure is not None:
             return entry.failure
         if entry.parser is None:
-            return None if entry.refusal is None else (Outcome.ROBOTS_DISALLOWED, entry.refusal)
+            if entry.refusal is None:
+                return None
+            return Outcome.ROBOTS_DISALLOWED, entry.refusal, None
         if entry.parser.can_fetch(self._settings.user_agent, str(target)):
             return None
         why = f"robots.txt of {origin} disallows {target.raw_path.decode()} for our user agent"
-        return Outcome.ROBOTS_DISALLOWED, why
+        return Outcome.ROBOTS_DISALLOWED, why, None
 
     async def _load_robots(self, origin: str) -> _RobotsEntry:
         robots_url = httpx.URL(origin + "/robots.txt")
@@ -363,7 +390,8 @@ class Fetcher:
             self._log.info("%s: %s", origin, why)
             # expires = now: checks that were already waiting share this answer, later ones
             # ask again.
-            return _RobotsEntry(now, None, failure=(attempt.outcome or Outcome.HTTP_ERROR, why))
+            failure = (attempt.outcome or Outcome.HTTP_ERROR, why, attempt.retry_after)
+            return _RobotsEntry(now, None, failure=failure)
         if status in (401, 403):
             # Stricter than RFC 9309, which reads every 4xx as "no rules": a site that refuses
             # its robots.txt to us is taken to refuse its pages too.
@@ -450,7 +478,8 @@ class _RobotsEntry:
     expires: float
     refusal: str | None  # a blanket answer when there are no rules: why everything is refused
     parser: urllib.robotparser.RobotFileParser | None = None
-    failure: tuple[Outcome, str] | None = None  # robots.txt could not be read: the outcome
+    # robots.txt could not be read: the outcome, its detail and the server's Retry-After
+    failure: tuple[Outcome, str, float | None] | None = None
 
 
 @dataclass(slots=True)
@@ -463,6 +492,7 @@ class _Attempt:
     error: str | None = None
     retryable: bool = False
     seconds: float = 0.0
+    retry_after: float | None = None
 
     def fail(self, outcome: Outcome, error: str) -> None:
         self.outcome = outcome

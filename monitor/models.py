@@ -69,6 +69,9 @@ class FetchResult:
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     elapsed: float = 0.0  # seconds, all attempts included
     robots_overridden: bool = False
+    # The server's Retry-After (seconds) when the fetch ended on a 429 / 503 without waiting
+    # it out: the daemon comes back then instead of holding a check slot meanwhile.
+    retry_after: float | None = None
 
 
 @dataclass(slots=True)

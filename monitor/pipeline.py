@@ -82,6 +82,7 @@ class CheckResult:
     alerts: list[int] = field(default_factory=list)
     ai_training: bool | None = None
     consent: str | None = None
+    retry_after: float | None = None  # the site asked us to come back in this many seconds
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -429,6 +430,7 @@ class Pipeline:
                 detail=detail,
                 ai_training=_opt_bool(head["ai_training"]) if head else None,
                 consent=head["consent"] if head else None,
+                retry_after=fetched.retry_after,
             )
 
         if fetched.outcome is not None:

@@ -53,8 +53,10 @@ class BrowserFetcher(Fetcher):
         *,
         executable_path: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        retry_after_wait: float | None = None,
     ) -> None:
-        super().__init__(settings, transport=transport)  # the HTTP client reads robots.txt
+        # the HTTP client reads robots.txt
+        super().__init__(settings, transport=transport, retry_after_wait=retry_after_wait)
         self._executable = find_chromium(executable_path)
         self._playwright: Any = None
         self._browser: Any = None
@@ -93,7 +95,8 @@ class BrowserFetcher(Fetcher):
                 result.robots_overridden = True
                 self._log.warning("ignoring robots.txt for %s (document override)", url)
             elif refusal := await self._robots_refusal(target):
-                return _failed(result, *refusal, t0)
+                result.retry_after = refusal[2]
+                return _failed(result, refusal[0], refusal[1], t0)
         try:
             browser = await self._launch()
         except ImportError:

@@ -53,6 +53,7 @@ __all__ = [
     "last_fetch_times",
     "next_due",
     "run_after_check",
+    "run_after_retry_after",
     "run_daemon",
 ]
 
@@ -72,6 +73,10 @@ _MIN_INTERVAL = 1.0  # APScheduler refuses a zero interval
 # full speed only fills the log.
 _ERROR_BACKOFF = 60.0
 _ERROR_BACKOFF_MAX = 3600.0
+# The longest Retry-After a daemon check waits out before retrying: a longer one ends the check
+# (http_error, the wait in its detail) and the document runs again at that time, rather than
+# holding one of the max_checks slots while the other documents wait.
+RETRY_AFTER_WAIT = 5.0
 
 
 # --- the schedule (shared by the daemon and `status`) ------------------------------------------
@@ -126,6 +131,17 @@ def run_after_check(
     if errors:
         step = max(step, min(_ERROR_BACKOFF * 2 ** (errors - 1), _ERROR_BACKOFF_MAX))
     return min(base, now) + dt.timedelta(seconds=step)
+
+
+def run_after_retry_after(
+    retry_after: float, interval: float, max_retry_after: float, now: dt.datetime
+) -> dt.datetime:
+    """When to come back to a document whose site answered 429 / 503 with a Retry-After the
+    check did not wait out: then, even if sooner than the interval (the check is still to be
+    done), but never later than the interval or ``max_retry_after`` (whichever is longer), so
+    a site cannot silence a document for a week."""
+    wait = min(retry_after, max(interval, max_retry_after, _MIN_INTERVAL))
+    return now + dt.timedelta(seconds=max(wait, _MIN_INTERVAL))
 
 
 def last_fetch_times(store: Store) -> dict[str, dt.datetime]:
@@ -235,7 +251,8 @@ def _parse(text: str) -> dt.datetime:
 class Daemon:
     """``policy-monitor run``. ``reload`` reads the config again (SIGHUP, file change); it is
     also what the CLI uses to keep ``--db`` applied. ``grace`` is how long running checks may
-    finish after SIGTERM; ``poll`` how often the config file's mtime is looked at."""
+    finish after SIGTERM; ``poll`` how often the config file's mtime is looked at;
+    ``retry_after_wait`` the longest Retry-After a check waits out (see RETRY_AFTER_WAIT)."""
 
     def __init__(
         self,
@@ -245,11 +262,13 @@ class Daemon:
         grace: float = 5.0,
         poll: float = 2.0,
         rng: random.Random | None = None,
+        retry_after_wait: float = RETRY_AFTER_WAIT,
     ) -> None:
         self.config = config
         self._reload_config = reload
         self.grace = grace
         self.poll = poll
+        self.retry_after_wait = retry_after_wait
         self._rng = rng or random.Random()
         self._docs = {d.doc_id: d for d in config.documents}
         self._stop = asyncio.Event()
@@ -290,7 +309,7 @@ class Daemon:
         with Store(self.config.database_path) as store:
             self._store = store
             self._pipeline = Pipeline(self.config, store)
-            self._fetcher = Fetcher(self.config.http)
+            self._fetcher = Fetcher(self.config.http, retry_after_wait=self.retry_after_wait)
             for doc in self.config.documents:
                 store.upsert_document(doc)
             self._scheduler = scheduler = AsyncIOScheduler(
@@ -437,13 +456,23 @@ class Daemon:
         except Exception:  # the database is in trouble: count from this check's start
             log.exception("reading the last fetch of %s failed", doc.doc_id)
             row = None
-        when = run_after_check(
-            _parse(row["started_at"]) if row else None,
-            started,
-            doc.interval,
-            utcnow(),
-            self._errors.get(doc.doc_id, 0),
-        ) + dt.timedelta(seconds=self._rng.uniform(0, self.config.jitter))
+        now = utcnow()
+        if result.retry_after is not None:
+            when = run_after_retry_after(
+                result.retry_after, doc.interval, self.config.http.max_retry_after, now
+            )
+            # a little spread so the documents of one rate-limited host do not all return at
+            # the same second
+            spread = min(self.config.jitter, 0.1 * result.retry_after)
+            when += dt.timedelta(seconds=self._rng.uniform(0, spread))
+        else:
+            when = run_after_check(
+                _parse(row["started_at"]) if row else None,
+                started,
+                doc.interval,
+                now,
+                self._errors.get(doc.doc_id, 0),
+            ) + dt.timedelta(seconds=self._rng.uniform(0, self.config.jitter))
         with contextlib.suppress(JobLookupError):  # removed by a reload meanwhile
             self._scheduler.modify_job(doc.doc_id, next_run_time=when)
 
@@ -464,7 +493,8 @@ class Daemon:
                 self._retired.append(self._fetcher)
             if self._browser is not None:
                 self._retired.append(self._browser)
-            self._fetcher, self._browser = Fetcher(new.http), None
+            self._fetcher = Fetcher(new.http, retry_after_wait=self.retry_after_wait)
+            self._browser = None
         if new.max_checks != old.max_checks:
             log.warning("config reload: max_checks changes on restart (now %d)", old.max_checks)
         new_docs = {d.doc_id: d for d in new.documents}
@@ -544,7 +574,11 @@ class Daemon:
         if self._browser is None:
             from monitor.render import BrowserFetcher
 
-            self._browser = BrowserFetcher(self.config.http, executable_path=self.config.chromium)
+            self._browser = BrowserFetcher(
+                self.config.http,
+                executable_path=self.config.chromium,
+                retry_after_wait=self.retry_after_wait,
+            )
         return self._browser
 
     def _after_check(self, doc: DocumentConfig, result: CheckResult, started: dt.datetime) -> None:

@@ -787,3 +787,70 @@ def test_real_server_too_slow_is_a_timeout() -> None:
 
         assert result.outcome is Outcome.TIMEOUT
         assert time.monotonic() - t0 < 0.9
+
+
+# --- Retry-After in the daemon ----------------------------------------------------------------
+
+
+def _fetch_with_wait_limit(router: respx.Router, sleep: FakeSleep, **settings: Any) -> FetchResult:
+    async def go() -> FetchResult:
+        async with Fetcher(
+            make_settings(**settings),
+            transport=httpx.MockTransport(router.async_handler),
+            sleep=sleep,
+            retry_after_wait=5,
+        ) as fetcher:
+            return await fetcher.fetch(PAGE)
+
+    return run(go())
+
+
+def test_a_retry_after_longer_than_the_wait_limit_ends_the_fetch_with_the_wait() -> None:
+    router = make_router()
+    route = router.get(PAGE)
+    route.side_effect = [
+        httpx.Response(429, headers={"Retry-After": "120"}),
+        httpx.Response(200, text="ok"),
+    ]
+    sleep = FakeSleep()
+
+    result = _fetch_with_wait_limit(router, sleep)
+
+    assert (result.outcome, result.status, result.retry_after) == (Outcome.HTTP_ERROR, 429, 120)
+    assert route.call_count == 1 and sleep.calls == []  # no slot held for two minutes
+    assert result.error is not None and "Retry-After 120 s" in result.error
+
+
+def test_a_short_retry_after_is_still_waited_out_and_retried() -> None:
+    router = make_router()
+    route = router.get(PAGE)
+    route.side_effect = [
+        httpx.Response(503, headers={"Retry-After": "2"}),
+        httpx.Response(200, text="ok"),
+    ]
+    sleep = FakeSleep()
+
+    result = _fetch_with_wait_limit(router, sleep)
+
+    assert (result.outcome, result.retry_after, sleep.calls) == (None, None, [2.0])
+
+
+def test_the_retry_after_of_the_last_attempt_is_reported() -> None:
+    router = make_router()
+    router.get(PAGE).respond(429, headers={"Retry-After": "3"})
+
+    result = _fetch_with_wait_limit(router, FakeSleep(), retries=0)
+
+    assert (result.outcome, result.retry_after) == (Outcome.HTTP_ERROR, 3)
+    assert result.error == "HTTP 429 Too Many Requests; Retry-After 3 s"
+
+
+def test_a_rate_limited_robots_txt_reports_its_retry_after() -> None:
+    router = make_router(robots=None)
+    router.get(f"{SITE}/robots.txt").respond(429, headers={"Retry-After": "60"})
+    page = router.get(PAGE).respond(200, text="policy")
+
+    result = _fetch_with_wait_limit(router, FakeSleep())
+
+    assert (result.outcome, result.retry_after, page.call_count) == (Outcome.HTTP_ERROR, 60, 0)
+    assert result.error is not None and result.error.startswith("robots.txt unreachable: ")

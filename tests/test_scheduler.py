@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from httpserver import Route, serve
+from httpserver import Request, Route, serve
 
 from monitor.config import parse_config
 from monitor.scheduler import Daemon, first_run_time, last_fetch_times, next_due
@@ -216,3 +216,48 @@ async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         await asyncio.sleep(0.05)
+
+
+def test_a_long_retry_after_ends_the_check_and_reschedules_the_document_then(
+    tmp_path: Path,
+) -> None:
+    page = "<main><h1>P</h1>" + "<p>We collect your e-mail address to run the service.</p>" * 8
+    hits: list[float] = []
+
+    def limited(request: Request) -> Route:
+        hits.append(time.monotonic())
+        if len(hits) == 1:
+            return Route(429, {"Retry-After": "2", "Content-Type": "text/plain"}, "slow down")
+        return Route(200, {"Content-Type": "text/html"}, page + "</main>")
+
+    with serve({"/p": limited}) as srv:
+        config = parse_config(
+            f"database: {tmp_path / 'pm.db'}\njitter: 0\nhttp:\n  per_host_delay: 0\n"
+            f"  retries: 3\ndocuments:\n  - platform: P\n    url: {srv.url('/p')}\n"
+            "    interval: 1h\n",
+            str(tmp_path / "config.yaml"),
+        )
+        daemon = Daemon(config, grace=0.3, retry_after_wait=0.5)
+
+        async def scenario() -> None:
+            serving = asyncio.create_task(daemon.serve())
+            await until(lambda: daemon.checks >= 2, timeout=20)
+            daemon.stop()
+            await asyncio.wait_for(serving, 5)
+
+        asyncio.run(scenario())
+    with Store(tmp_path / "pm.db") as store:
+        rows = list(reversed(store.fetches("p/privacy-policy")))
+    assert [r["outcome"] for r in rows] == ["http_error", "new_version"]
+    assert rows[0]["status"] == 429 and "Retry-After 2 s" in rows[0]["detail"]
+    assert rows[0]["attempts"] == 1  # not retried in the check: no slot held meanwhile
+    assert 2.0 <= hits[1] - hits[0] < 15  # back at the Retry-After time, not in an hour
+
+
+def test_the_retry_after_reschedule_is_bounded() -> None:
+    from monitor.scheduler import run_after_retry_after
+
+    assert run_after_retry_after(120, 6 * HOUR, 300, NOW) == NOW + dt.timedelta(minutes=2)
+    # a site asking for a week is back at the document's own interval
+    assert run_after_retry_after(7 * 86400, 6 * HOUR, 300, NOW) == NOW + dt.timedelta(hours=6)
+    assert run_after_retry_after(3600, 60, 300, NOW) == NOW + dt.timedelta(minutes=5)
