@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Daemon",
     "DocStatus",
+    "check_deadline",
     "document_status",
     "first_run_time",
     "last_fetch_times",
@@ -77,6 +78,8 @@ _ERROR_BACKOFF_MAX = 3600.0
 # (http_error, the wait in its detail) and the document runs again at that time, rather than
 # holding one of the max_checks slots while the other documents wait.
 RETRY_AFTER_WAIT = 5.0
+# On top of the fetches' own worst case: per-host queueing, extraction, analysis, the database.
+_CHECK_MARGIN = 60.0
 
 
 # --- the schedule (shared by the daemon and `status`) ------------------------------------------
@@ -142,6 +145,23 @@ def run_after_retry_after(
     a site cannot silence a document for a week."""
     wait = min(retry_after, max(interval, max_retry_after, _MIN_INTERVAL))
     return now + dt.timedelta(seconds=max(wait, _MIN_INTERVAL))
+
+
+def check_deadline(config: Config, doc: DocumentConfig) -> float:
+    """The longest a daemon check of ``doc`` may run before it is cancelled and recorded as
+    a timeout: robots.txt and the page, each with every retry at the full timeout, backoff and
+    the Retry-After waits a check makes, plus a margin. A check stuck beyond it (a wedged
+    browser, a hung stage) would otherwise hold one of the ``max_checks`` slots for good."""
+    http = config.http
+    waits = sum(http.backoff * 2**n * 1.1 for n in range(http.retries))
+    one_url = (http.retries + 1) * http.timeout + waits + http.retries * RETRY_AFTER_WAIT
+    page = one_url
+    if doc.render == "browser":
+        from monitor.render import render_deadline
+
+        page = 2 * render_deadline(http)  # a render may be tried twice (a dead browser)
+    queueing = http.per_host_delay * config.max_checks
+    return one_url + page + queueing + _CHECK_MARGIN
 
 
 def last_fetch_times(store: Store) -> dict[str, dt.datetime]:
@@ -252,7 +272,8 @@ class Daemon:
     """``policy-monitor run``. ``reload`` reads the config again (SIGHUP, file change); it is
     also what the CLI uses to keep ``--db`` applied. ``grace`` is how long running checks may
     finish after SIGTERM; ``poll`` how often the config file's mtime is looked at;
-    ``retry_after_wait`` the longest Retry-After a check waits out (see RETRY_AFTER_WAIT)."""
+    ``retry_after_wait`` the longest Retry-After a check waits out (see RETRY_AFTER_WAIT);
+    ``deadline`` replaces every check's :func:`check_deadline`."""
 
     def __init__(
         self,
@@ -263,12 +284,14 @@ class Daemon:
         poll: float = 2.0,
         rng: random.Random | None = None,
         retry_after_wait: float = RETRY_AFTER_WAIT,
+        deadline: float | None = None,
     ) -> None:
         self.config = config
         self._reload_config = reload
         self.grace = grace
         self.poll = poll
         self.retry_after_wait = retry_after_wait
+        self.deadline = deadline  # None: check_deadline() of each document
         self._rng = rng or random.Random()
         self._docs = {d.doc_id: d for d in config.documents}
         self._stop = asyncio.Event()
@@ -557,8 +580,12 @@ class Daemon:
                     return
                 self._running.add(task)
                 started = utcnow()
+                deadline = self.deadline or check_deadline(self.config, doc)
                 try:
-                    result = await self._pipeline.check_one(doc, self._fetcher_for(doc))
+                    async with asyncio.timeout(deadline):
+                        result = await self._pipeline.check_one(doc, self._fetcher_for(doc))
+                except TimeoutError:
+                    result = self._overran(doc, started, deadline)
                 finally:
                     self._running.discard(task)
             self.checks += 1
@@ -566,6 +593,27 @@ class Daemon:
         finally:
             self._waiting.discard(task)
             self._checking.discard(doc_id)
+
+    def _overran(self, doc: DocumentConfig, started: dt.datetime, deadline: float) -> CheckResult:
+        """Record a check cancelled at its deadline. It was cancelled at an ``await``, and the
+        pipeline never awaits inside a transaction, so it left nothing half-written."""
+        from monitor.pipeline import CheckResult
+
+        assert self._store is not None
+        detail = f"check did not finish within {deadline:.0f} s"
+        log.warning("%s timeout (%s)", doc.doc_id, detail)
+        try:
+            self._store.record_fetch(
+                doc.doc_id,
+                started_at=started,
+                url=doc.url,
+                outcome=Outcome.TIMEOUT.value,
+                detail=detail,
+                duration_ms=round(deadline * 1000),
+            )
+        except Exception:
+            log.exception("could not record the timed-out check of %s", doc.doc_id)
+        return CheckResult(doc.doc_id, Outcome.TIMEOUT, detail=detail, duration=deadline)
 
     def _fetcher_for(self, doc: DocumentConfig) -> Fetcher:
         assert self._fetcher is not None

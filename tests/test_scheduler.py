@@ -261,3 +261,55 @@ def test_the_retry_after_reschedule_is_bounded() -> None:
     # a site asking for a week is back at the document's own interval
     assert run_after_retry_after(7 * 86400, 6 * HOUR, 300, NOW) == NOW + dt.timedelta(hours=6)
     assert run_after_retry_after(3600, 60, 300, NOW) == NOW + dt.timedelta(minutes=5)
+
+
+def test_a_check_past_its_deadline_is_cancelled_recorded_and_frees_its_slot(
+    tmp_path: Path,
+) -> None:
+    # the fetch's own timeout (30 s) would let the wedged check hold the only slot; the next
+    # document's check is quick (a 404, nothing to analyse) so it fits in the short deadline
+    gone = Route(404, {"Content-Type": "text/plain"}, "gone")
+    with serve({"/wedged": Route(200, {}, "x", delay=8), "/next": gone}) as srv:
+        config = parse_config(
+            f"database: {tmp_path / 'pm.db'}\njitter: 0\nmax_checks: 1\n"
+            "http:\n  timeout: 30\n  per_host_delay: 0\n  retries: 0\ndocuments:\n"
+            f"  - {{platform: Wedged, url: '{srv.url('/wedged')}', interval: 1h}}\n"
+            f"  - {{platform: Next, url: '{srv.url('/next')}', interval: 1h}}\n",
+            str(tmp_path / "config.yaml"),
+        )
+        daemon = Daemon(config, grace=0.3, deadline=1.0)
+
+        async def scenario() -> float:
+            serving = asyncio.create_task(daemon.serve())
+            t0 = time.monotonic()
+            await until(lambda: daemon.checks >= 2)
+            took = time.monotonic() - t0
+            daemon.stop()
+            await asyncio.wait_for(serving, 5)
+            return took
+
+        took = asyncio.run(scenario())
+    assert took < 6  # the second document did not wait for the wedged one's 8 s
+    with Store(tmp_path / "pm.db") as store:
+        (wedged,) = store.fetches("wedged/privacy-policy")
+        assert (wedged["outcome"], wedged["detail"]) == (
+            "timeout",
+            "check did not finish within 1 s",
+        )
+        assert store.last_fetch("next/privacy-policy")["outcome"] == "http_error"
+        assert store.versions("wedged/privacy-policy") == []
+
+
+def test_the_check_deadline_covers_every_retry() -> None:
+    from monitor.scheduler import check_deadline
+
+    config = parse_config(
+        "http:\n  timeout: 30\n  retries: 3\n  backoff: 1\n  per_host_delay: 1\nmax_checks: 4\n"
+        "documents:\n  - {platform: A, url: 'https://a.example/p'}\n"
+        "  - {platform: B, url: 'https://b.example/p', render: browser}\n"
+    )
+    plain, browser = (check_deadline(config, d) for d in config.documents)
+    # robots.txt and the page: 4 attempts of 30 s, 1 + 2 + 4 s of backoff, 3 Retry-After waits
+    assert plain > 2 * (4 * 30 + 7 + 3 * 5)
+    assert plain < 600  # yet a wedged check gives its slot back within minutes
+    assert browser > plain - 4 * 30
