@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -311,7 +312,8 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._fetcher: Fetcher | None = None
         self._browser: Fetcher | None = None
-        self._retired: list[Fetcher] = []
+        self._retired: list[Fetcher] = []  # replaced by a reload, closed when unused
+        self._users: Counter[Fetcher] = Counter()  # running checks per fetcher
         self._errors: dict[str, int] = {}  # consecutive checks that ended in `error`
         self._slots: asyncio.Semaphore | None = None
         self._signals = False
@@ -432,6 +434,8 @@ class Daemon:
             if fetcher is not None:
                 with contextlib.suppress(Exception):
                     await fetcher.aclose()
+        if self._background:  # closes of replaced clients that the last checks started
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     # --- scheduling --------------------------------------------------------------------
 
@@ -511,12 +515,12 @@ class Daemon:
             )
             new = new.model_copy(update={"database": str(old.database_path)})
         if new.http != old.http:
-            # Running checks keep the old client; it is closed when the daemon stops.
+            # Running checks keep the old client; it is closed as soon as none uses it.
             if self._fetcher is not None:
-                self._retired.append(self._fetcher)
-            if self._browser is not None:
-                self._retired.append(self._browser)
+                self._retire(self._fetcher)
             self._fetcher = Fetcher(new.http, retry_after_wait=self.retry_after_wait)
+        if (new.http != old.http or new.chromium != old.chromium) and self._browser is not None:
+            self._retire(self._browser)
             self._browser = None
         if new.max_checks != old.max_checks:
             log.warning("config reload: max_checks changes on restart (now %d)", old.max_checks)
@@ -546,6 +550,19 @@ class Daemon:
             len(removed),
             len(changed),
         )
+
+    def _retire(self, fetcher: Fetcher) -> None:
+        self._retired.append(fetcher)
+        if not self._users[fetcher]:
+            self._spawn(self._close_retired(fetcher))
+
+    async def _close_retired(self, fetcher: Fetcher) -> None:
+        if fetcher in self._retired:
+            self._retired.remove(fetcher)
+            try:
+                await fetcher.aclose()
+            except Exception:
+                log.exception("closing a replaced HTTP client / browser failed")
 
     def _stamp(self) -> tuple[float, int] | None:
         if not self.config.source:
@@ -581,13 +598,20 @@ class Daemon:
                 self._running.add(task)
                 started = utcnow()
                 deadline = self.deadline or check_deadline(self.config, doc)
+                fetcher = self._fetcher_for(doc)
+                self._users[fetcher] += 1
                 try:
                     async with asyncio.timeout(deadline):
-                        result = await self._pipeline.check_one(doc, self._fetcher_for(doc))
+                        result = await self._pipeline.check_one(doc, fetcher)
                 except TimeoutError:
                     result = self._overran(doc, started, deadline)
                 finally:
                     self._running.discard(task)
+                    self._users[fetcher] -= 1
+                    if not self._users[fetcher]:
+                        del self._users[fetcher]
+                        if fetcher in self._retired:  # replaced by a reload meanwhile
+                            self._spawn(self._close_retired(fetcher))
             self.checks += 1
             self._after_check(doc, result, started)
         finally:

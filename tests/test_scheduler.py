@@ -313,3 +313,49 @@ def test_the_check_deadline_covers_every_retry() -> None:
     assert plain > 2 * (4 * 30 + 7 + 3 * 5)
     assert plain < 600  # yet a wedged check gives its slot back within minutes
     assert browser > plain - 4 * 30
+
+
+def test_a_reload_closes_the_replaced_clients_once_no_check_uses_them(tmp_path: Path) -> None:
+    from monitor.render import BrowserFetcher
+
+    page = "<main><h1>P</h1>" + "<p>We collect your e-mail address to run the service.</p>" * 8
+    slow = Route(200, {"Content-Type": "text/html"}, page + "</main>", delay=1.5)
+    with serve({"/slow": slow}) as srv:
+        text = (
+            f"database: {tmp_path / 'pm.db'}\njitter: 0\nhttp:\n  per_host_delay: 0\n"
+            f"  retries: 0\n  user_agent: AGENT\ndocuments:\n"
+            f"  - {{platform: Slow, url: '{srv.url('/slow')}', interval: 1h}}\n"
+        )
+        path = str(tmp_path / "config.yaml")
+        agents = iter(["policy-monitor-test/2", "policy-monitor-test/3"])
+        config = parse_config(text.replace("AGENT", "policy-monitor-test/1"), path)
+        daemon = Daemon(
+            config,
+            grace=0.3,
+            reload=lambda: parse_config(text.replace("AGENT", next(agents)), path),
+        )
+
+        async def scenario() -> None:
+            serving = asyncio.create_task(daemon.serve())
+            await until(lambda: srv.hits["/slow"] == 1)  # a check is running with the client
+            first = daemon._fetcher
+            assert first is not None
+            daemon._browser = browser = BrowserFetcher(config.http)  # one made earlier
+            assert daemon.reload("test")
+            await asyncio.sleep(0.2)
+            assert not first._client.is_closed  # still in use by the running check
+            assert browser._client.is_closed  # nobody used it: closed at once
+            await until(lambda: daemon.checks == 1)
+            await until(lambda: first._client.is_closed)
+            assert daemon._retired == []
+            # a reload while nothing runs closes the replaced client at once
+            second = daemon._fetcher
+            assert second is not None and second is not first
+            assert daemon.reload("test")
+            await until(lambda: second._client.is_closed)
+            assert daemon._fetcher is not None and not daemon._fetcher._client.is_closed
+            daemon.stop()
+            await asyncio.wait_for(serving, 5)
+
+        asyncio.run(scenario())
+    assert srv.requests[-1].headers["User-Agent"] == "policy-monitor-test/1"
