@@ -69,6 +69,7 @@ _SUCCESS = tuple(
 )
 _OUTBOX_EVERY = 60.0
 _DIGEST_EVERY = 3600.0
+_SWEEP_EVERY = 60.0  # the stale-document sweep (health.sweep_stale)
 _MIN_INTERVAL = 1.0  # APScheduler refuses a zero interval
 # After checks that end in `error` (a bug, a database that refuses writes), a document with a
 # short interval waits at least this long, doubling up to the maximum: the same failure at
@@ -169,11 +170,7 @@ def last_fetch_times(store: Store) -> dict[str, dt.datetime]:
     """The start of the latest fetch (the newest row, by id) of every document that has one:
     the same row the daemon reschedules from after each check and `status` shows, whatever
     the timestamps say. One index seek per document."""
-    rows = store.query(
-        "SELECT d.id AS document_id, (SELECT started_at FROM fetches WHERE document_id = d.id "
-        "ORDER BY id DESC LIMIT 1) AS at FROM documents d"
-    )
-    return {r["document_id"]: _parse(r["at"]) for r in rows if r["at"]}
+    return {doc_id: _parse(at) for doc_id, at in store.latest_fetch_starts().items()}
 
 
 @dataclass(slots=True)
@@ -274,7 +271,8 @@ class Daemon:
     also what the CLI uses to keep ``--db`` applied. ``grace`` is how long running checks may
     finish after SIGTERM; ``poll`` how often the config file's mtime is looked at;
     ``retry_after_wait`` the longest Retry-After a check waits out (see RETRY_AFTER_WAIT);
-    ``deadline`` replaces every check's :func:`check_deadline`."""
+    ``deadline`` replaces every check's :func:`check_deadline`; ``clock`` is the stale
+    sweep's idea of now."""
 
     def __init__(
         self,
@@ -286,6 +284,7 @@ class Daemon:
         rng: random.Random | None = None,
         retry_after_wait: float = RETRY_AFTER_WAIT,
         deadline: float | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.config = config
         self._reload_config = reload
@@ -293,6 +292,7 @@ class Daemon:
         self.poll = poll
         self.retry_after_wait = retry_after_wait
         self.deadline = deadline  # None: check_deadline() of each document
+        self.clock = clock  # what the stale sweep calls "now"
         self._rng = rng or random.Random()
         self._docs = {d.doc_id: d for d in config.documents}
         self._stop = asyncio.Event()
@@ -315,6 +315,7 @@ class Daemon:
         self._retired: list[Fetcher] = []  # replaced by a reload, closed when unused
         self._users: Counter[Fetcher] = Counter()  # running checks per fetcher
         self._errors: dict[str, int] = {}  # consecutive checks that ended in `error`
+        self._planned: dict[str, dt.datetime] = {}  # the run last scheduled per document
         self._slots: asyncio.Semaphore | None = None
         self._signals = False
 
@@ -355,6 +356,7 @@ class Daemon:
                 id="outbox:digests",
                 next_run_time=utcnow() + dt.timedelta(seconds=5),
             )
+            scheduler.add_job(self._sweep, IntervalTrigger(seconds=_SWEEP_EVERY), id="health:stale")
             if self.config.source:
                 scheduler.add_job(
                     self._watch_config, IntervalTrigger(seconds=self.poll), id="config:watch"
@@ -462,6 +464,7 @@ class Daemon:
                 next_run_time=when,
                 replace_existing=True,
             )
+            self._planned[doc.doc_id] = when
             log.debug("%s: next run %s", doc.doc_id, iso(when))
 
     def _reschedule_after(
@@ -502,6 +505,7 @@ class Daemon:
             ) + dt.timedelta(seconds=self._rng.uniform(0, self.config.jitter))
         with contextlib.suppress(JobLookupError):  # removed by a reload meanwhile
             self._scheduler.modify_job(doc.doc_id, next_run_time=when)
+            self._planned[doc.doc_id] = when
 
     def _apply(self, new: Config, why: str) -> None:
         from monitor.fetch import Fetcher
@@ -530,6 +534,7 @@ class Daemon:
         changed = [d for i, d in new_docs.items() if i in self._docs and self._docs[i] != d]
         for doc_id in removed:
             self._scheduler.remove_job(doc_id)
+            self._planned.pop(doc_id, None)
         for doc in (*added, *changed):
             self._store.upsert_document(doc)
         retimed = (
@@ -638,6 +643,21 @@ class Daemon:
         except Exception:
             log.exception("could not record the timed-out check of %s", doc.doc_id)
         return CheckResult(doc.doc_id, Outcome.TIMEOUT, detail=detail, duration=deadline)
+
+    async def _sweep(self) -> None:
+        """Tell the operator about documents that stopped being checked (health.sweep_stale)."""
+        from monitor import health
+
+        assert self._store is not None
+        try:
+            transitions = health.sweep_stale(
+                self._store, self.config, self._planned, now=self.clock()
+            )
+        except Exception:  # a health bug must not stop the watch
+            log.exception("stale-document sweep failed")
+            return
+        if any(t.delivery_id is not None for t in transitions):
+            self._spawn(self._outbox())
 
     def _fetcher_for(self, doc: DocumentConfig) -> Fetcher:
         assert self._fetcher is not None

@@ -601,6 +601,15 @@ class Store:
             "SELECT * FROM fetches WHERE document_id = ? ORDER BY id DESC LIMIT 1", (doc_id,)
         )
 
+    def latest_fetch_starts(self) -> dict[str, str]:
+        """``started_at`` of the newest fetch row (by id) of every document that has one;
+        one index seek per document, however long the log."""
+        rows = self.query(
+            "SELECT d.id AS document_id, (SELECT started_at FROM fetches "
+            "WHERE document_id = d.id ORDER BY id DESC LIMIT 1) AS at FROM documents d"
+        )
+        return {r["document_id"]: r["at"] for r in rows if r["at"]}
+
     def last_good_fetch(self, doc_id: str) -> dict[str, Any] | None:
         """The last fetch that saw the current text: its validators and body hash are the ones
         to reuse for the next conditional GET and the same-body shortcut."""

@@ -254,3 +254,75 @@ def test_a_site_whose_robots_txt_is_down_is_failing_from_start_to_end(tmp_path: 
     ]
     assert len(mail) == 2
     assert "robots.txt disallows" not in str(mail[0]["body_text"])
+
+
+# --- stale: a document that stopped being checked ---------------------------------------------
+
+HOURLY = parse_config(
+    f"operator: {OPERATOR}\njitter: 60\n"
+    "documents:\n  - platform: Example\n    url: https://example.org/privacy\n    interval: 1h\n"
+)
+
+
+def _fetched(store: Store, when: dt.datetime) -> None:
+    store.record_fetch(DOC, started_at=when, url="https://example.org/privacy", outcome="unchanged")
+
+
+def test_a_document_without_fetches_for_three_intervals_is_stale_once(store: Store) -> None:
+    store.upsert_document(HOURLY.documents[0])
+    _fetched(store, T0)
+    planned = {DOC: T0 + dt.timedelta(hours=1)}
+
+    def sweep(after: dt.timedelta) -> list[tuple[str, str]]:
+        found = health.sweep_stale(store, HOURLY, planned, now=T0 + after)
+        return [(t.problem, t.kind) for t in found]
+
+    assert sweep(dt.timedelta(hours=2)) == []  # late, not yet stale
+    assert sweep(dt.timedelta(hours=3, seconds=59)) == []  # jitter included
+    assert sweep(dt.timedelta(hours=3, seconds=61)) == [("stale", "started")]
+    assert sweep(dt.timedelta(hours=4)) == []  # one alert, not one per sweep
+    (problem,) = health.open_problems(store)[DOC]
+    assert (problem.problem, problem.started_at) == ("stale", "2025-03-01T12:00:00Z")
+    assert "no fetch since 2025-03-01T12:00:00Z" in (problem.detail or "")
+    # a fetch lands (a `check` from cron, the daemon unstuck): the next sweep says so
+    _fetched(store, T0 + dt.timedelta(hours=4, minutes=5))
+    assert sweep(dt.timedelta(hours=4, minutes=6)) == [("stale", "recovered")]
+    mail = health_mail(store)
+    assert [str(m["subject"]).split("health: ", 1)[1] for m in mail] == [
+        f"{DOC}: stale since 2025-03-01T12:00:00Z",
+        f"{DOC}: recovered from stale after 4.1 h",
+    ]
+    assert "has not checked this document" in str(mail[0]["body_text"])
+
+
+def test_a_check_that_lands_ends_a_stale_episode(store: Store) -> None:
+    store.upsert_document(HOURLY.documents[0])
+    _fetched(store, T0)
+    later = T0 + dt.timedelta(hours=5)
+    assert health.sweep_stale(store, HOURLY, {}, now=later)[0].kind == "started"
+    _fetched(store, later + dt.timedelta(minutes=1))
+    recovered = health.update(store, HOURLY, [DOC], now=later + dt.timedelta(minutes=1))
+    assert [(t.problem, t.kind) for t in recovered] == [("stale", "recovered")]
+    assert health.open_problems(store) == {}
+
+
+def test_a_deferred_run_is_not_stale_before_it_is_due(store: Store) -> None:
+    # the daemon planned the next run five hours out (a Retry-After, an error backoff)
+    store.upsert_document(HOURLY.documents[0])
+    _fetched(store, T0)
+    planned = {DOC: T0 + dt.timedelta(hours=5)}
+    assert health.sweep_stale(store, HOURLY, planned, now=T0 + dt.timedelta(hours=6)) == []
+    late = health.sweep_stale(store, HOURLY, planned, now=T0 + dt.timedelta(hours=7, minutes=2))
+    assert [t.kind for t in late] == ["started"]
+
+
+def test_a_document_never_fetched_is_stale_after_its_planned_run(store: Store) -> None:
+    store.upsert_document(HOURLY.documents[0])
+    planned = {DOC: T0}
+    assert health.sweep_stale(store, HOURLY, planned, now=T0 + dt.timedelta(hours=2)) == []
+    (started,) = health.sweep_stale(
+        store, HOURLY, planned, now=T0 + dt.timedelta(hours=2, minutes=2)
+    )
+    assert started.detail == "never fetched; due since 2025-03-01T12:00:00Z"
+    # nothing planned and nothing fetched (not the daemon's document): nothing to say
+    assert health.sweep_stale(store, HOURLY, {}, now=T0 + dt.timedelta(days=9)) == []

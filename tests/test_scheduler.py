@@ -359,3 +359,47 @@ def test_a_reload_closes_the_replaced_clients_once_no_check_uses_them(tmp_path: 
 
         asyncio.run(scenario())
     assert srv.requests[-1].headers["User-Agent"] == "policy-monitor-test/1"
+
+
+def test_the_daemon_sweep_reports_a_document_that_stopped_being_checked(tmp_path: Path) -> None:
+    from monitor import health
+
+    page = "<main><h1>P</h1>" + "<p>We collect your e-mail address to run the service.</p>" * 8
+    with serve({"/p": Route(200, {"Content-Type": "text/html"}, page + "</main>")}) as srv:
+        config = parse_config(
+            f"database: {tmp_path / 'pm.db'}\noperator: ops@example.org\njitter: 0\n"
+            "http:\n  per_host_delay: 0\n  retries: 0\n"
+            f"documents:\n  - {{platform: P, url: '{srv.url('/p')}', interval: 1h}}\n",
+            str(tmp_path / "config.yaml"),
+        )
+        offset = [dt.timedelta(0)]
+        daemon = Daemon(config, grace=0.3, clock=lambda: dt.datetime.now(dt.UTC) + offset[0])
+
+        async def scenario() -> tuple[list[str], list[str]]:
+            serving = asyncio.create_task(daemon.serve())
+            await until(lambda: daemon.checks == 1)
+            assert daemon._store is not None and daemon._scheduler is not None
+            await daemon._sweep()
+            assert health.open_problems(daemon._store) == {}  # checked just now
+            offset[0] = dt.timedelta(hours=3, minutes=1)  # as if no check ran since
+            await daemon._sweep()
+            opened = [p.problem for ps in health.open_problems(daemon._store).values() for p in ps]
+            # the document runs again: its check ends the episode
+            daemon._scheduler.modify_job("p/privacy-policy", next_run_time=dt.datetime.now(dt.UTC))
+            await until(lambda: daemon.checks == 2)
+            mail = [
+                r["subject"]
+                for r in daemon._store.query(
+                    "SELECT subject FROM deliveries WHERE kind = 'health' ORDER BY id"
+                )
+            ]
+            daemon.stop()
+            await asyncio.wait_for(serving, 5)
+            return opened, mail
+
+        opened, mail = asyncio.run(scenario())
+    assert opened == ["stale"]
+    assert [s.split("health: ", 1)[1].split(" since")[0].split(" after")[0] for s in mail] == [
+        "p/privacy-policy: stale",
+        "p/privacy-policy: recovered from stale",
+    ]
