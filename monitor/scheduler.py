@@ -619,6 +619,12 @@ class Daemon:
                             self._spawn(self._close_retired(fetcher))
             self.checks += 1
             self._after_check(doc, result, started)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # Stopping: a check queued behind max_checks, or one cancelled after the grace
+            # period, wrote nothing and runs at the next start. Ending quietly keeps
+            # APScheduler from logging each one as a job that raised (with a traceback).
         finally:
             self._waiting.discard(task)
             self._checking.discard(doc_id)
