@@ -403,3 +403,44 @@ def test_the_daemon_sweep_reports_a_document_that_stopped_being_checked(tmp_path
         "p/privacy-policy: stale",
         "p/privacy-policy: recovered from stale",
     ]
+
+
+def test_no_more_than_max_checks_run_at_once(tmp_path: Path) -> None:
+    import threading
+
+    lock = threading.Lock()
+    in_flight = [0]
+    peak = [0]
+
+    def slow(request: Request) -> Route:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.4)
+        with lock:
+            in_flight[0] -= 1
+        return Route(404, {"Content-Type": "text/plain"}, "gone")  # quick to record
+
+    paths = [f"/p{i}" for i in range(6)]
+    with serve(dict.fromkeys(paths, slow)) as srv:
+        docs = "".join(
+            f"  - {{platform: P{i}, url: '{srv.url(p)}', interval: 1h}}\n"
+            for i, p in enumerate(paths)
+        )
+        config = parse_config(
+            f"database: {tmp_path / 'pm.db'}\njitter: 0\nmax_checks: 2\n"
+            "http:\n  per_host_delay: 0\n  per_host_concurrency: 8\n  retries: 0\n"
+            f"documents:\n{docs}",
+            str(tmp_path / "config.yaml"),
+        )
+        daemon = Daemon(config, grace=0.3)
+
+        async def scenario() -> None:
+            serving = asyncio.create_task(daemon.serve())
+            await until(lambda: daemon.checks == 6)
+            daemon.stop()
+            await asyncio.wait_for(serving, 5)
+
+        asyncio.run(scenario())
+    assert peak[0] == 2  # the host would take eight: the daemon's limit is what held
+    assert all(srv.hits[p] == 1 for p in paths)

@@ -110,3 +110,76 @@ def test_a_short_real_policy_naming_recaptcha_and_cloudflare_is_stored(tmp_path:
                 "looks like a captcha / bot check",
             )
             assert len(store.versions("short/privacy-policy")) == 2
+
+
+def test_a_persistent_shrink_is_accepted_on_the_third_fetch(tmp_path: Path) -> None:
+    """suspect.accept_after (3): the same shrunk text on three fetches in a row is a version."""
+    with serve({"/p": (200, HTML, policy_page(30))}) as srv:
+        config = make_config(tmp_path, {"Shrink": srv.url("/p")})
+        with Store(config.database_path) as store:
+            assert check(config, store)[0].version == 1
+            srv.routes["/p"] = (200, HTML, policy_page(8))  # really shortened to a quarter
+            results = [check(config, store)[0] for _ in range(4)]
+            versions = store.versions("shrink/privacy-policy")
+            accepted = store.fetches("shrink/privacy-policy")[1]
+            # the accepted version keeps its body even when the site then serves block pages
+            # (a suspect body that is a version's is never pruned)
+            srv.routes["/p"] = Route(200, HTML, captcha_page("a"))
+            for nonce in "bcde":
+                srv.routes["/p"] = Route(200, HTML, captcha_page(nonce))
+                check(config, store)
+            assert versions[1].blob_sha256 is not None
+            assert b"Section 7." in store.get_blob(versions[1].blob_sha256)
+    assert [(r.outcome.value, r.version) for r in results] == [
+        ("suspect", 1),
+        ("suspect", 1),
+        ("new_version", 2),
+        ("same_body", 2),
+    ]
+    assert results[0].detail == "shrunk to 27% of the previous version"
+    assert accepted["detail"] == (
+        "accepted after 3 identical suspect fetches: shrunk to 27% of the previous version"
+    )
+    assert [v.number for v in versions] == [1, 2]
+    assert "Section 7." in versions[1].text and "Section 8." not in versions[1].text
+
+
+def test_an_interrupted_shrink_starts_counting_again(tmp_path: Path) -> None:
+    with serve({"/p": (200, HTML, policy_page(30))}) as srv:
+        config = make_config(tmp_path, {"Shrink": srv.url("/p")})
+        with Store(config.database_path) as store:
+            check(config, store)
+            outcomes = []
+            for paragraphs in (8, 8, 30, 8, 8):
+                srv.routes["/p"] = (200, HTML, policy_page(paragraphs))
+                outcomes.append(check(config, store)[0].outcome.value)
+    assert outcomes == ["suspect", "suspect", "same_body", "suspect", "suspect"]
+
+
+def test_a_captcha_is_never_accepted_however_often_it_comes_back(tmp_path: Path) -> None:
+    with serve({"/p": (200, HTML, policy_page(30))}) as srv:
+        config = make_config(tmp_path, {"Blocked": srv.url("/p")})
+        with Store(config.database_path) as store:
+            check(config, store)
+            srv.routes["/p"] = (200, HTML, captcha_page())  # the very same page every time
+            results = [check(config, store)[0] for _ in range(6)]
+            assert len(store.versions("blocked/privacy-policy")) == 1
+    assert {(r.outcome.value, r.detail) for r in results} == {
+        ("suspect", "looks like a captcha / bot check")
+    }
+
+
+def test_a_too_short_first_version_is_accepted_after_accept_after_fetches(tmp_path: Path) -> None:
+    """No earlier version to compare with: a text under suspect.min_chars is suspect, and like
+    a shrink it is accepted once it comes back identical accept_after times."""
+    tiny = "<html><body><main><h1>Privacy</h1><p>We keep no personal data.</p></main></body></html>"
+    with serve({"/p": (200, HTML, tiny)}) as srv:
+        config = make_config(tmp_path, {"Tiny": srv.url("/p")})
+        with Store(config.database_path) as store:
+            results = [check(config, store)[0] for _ in range(3)]
+    assert [(r.outcome.value, r.version) for r in results] == [
+        ("suspect", None),
+        ("suspect", None),
+        ("new_version", 1),
+    ]
+    assert results[0].detail == "too short (36 chars)"
