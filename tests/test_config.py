@@ -191,3 +191,47 @@ def test_selector_errors_are_one_line(tmp_path: Path, key: str, selector: str) -
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{path}:4: documents.0.{key}: invalid CSS selector {selector!r}: ")
+
+
+# The Open Terms Archive declarations config.yaml follows (pga-declarations, Google from
+# contrib-declarations): URL, select, and whether OTA executes the page's scripts.
+OTA = {
+    "x/privacy-policy": ("https://x.com/en/privacy", "main#twtr-main", "http"),
+    "x/terms-of-service": ("https://x.com/tos", "main#twtr-main", "http"),
+    "facebook/privacy-policy": (
+        "https://mbasic.facebook.com/privacy/policy/printable/",
+        "#root",
+        "browser",
+    ),
+    "instagram/privacy-policy": (
+        "https://privacycenter.instagram.com/policy",
+        ".xg6iff7",
+        "browser",
+    ),
+    "linkedin/privacy-policy": (
+        "https://www.linkedin.com/legal/privacy-policy",
+        "#component-container",
+        "http",
+    ),
+    "google/privacy-policy": (
+        "https://policies.google.com/privacy?hl=en-GB&gl=IE",
+        "div[role=article]",
+        "http",
+    ),
+    "reddit/privacy-policy": (
+        "https://www.redditinc.com/policies/privacy-policy",
+        "main",
+        "browser",
+    ),
+    "tiktok/privacy-policy": (
+        "https://www.tiktok.com/legal/page/eea/privacy-policy/en",
+        '[data-testid="policy-card"]',
+        "browser",
+    ),
+}
+
+
+def test_example_config_follows_the_open_terms_archive_declarations() -> None:
+    config = load_config(REPO / "config.yaml")
+    found = {d.doc_id: (d.url, d.select[0], d.render) for d in config.documents}
+    assert found == OTA
