@@ -535,6 +535,7 @@ class Daemon:
         for doc_id in removed:
             self._scheduler.remove_job(doc_id)
             self._planned.pop(doc_id, None)
+            self._errors.pop(doc_id, None)
         for doc in (*added, *changed):
             self._store.upsert_document(doc)
         retimed = (
