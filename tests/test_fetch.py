@@ -739,7 +739,9 @@ def test_per_host_delay_spaces_request_starts() -> None:
     a = sorted(starts["a.example"])
     assert len(a) == 4  # robots.txt and three pages
     gaps = [later - earlier for earlier, later in itertools.pairwise(a)]
-    assert min(gaps) >= 0.045
+    # The fetcher spaces the starts by 50 ms on its clock; the handler sees them with the event
+    # loop's scheduling delay on top, which differs from request to request on a loaded machine.
+    assert min(gaps) >= 0.035
     # Another host has its own clock: its robots.txt and page are not queued behind a.example.
     assert len(starts["b.example"]) == 2
     assert starts["b.example"][0] < a[1]
