@@ -150,8 +150,14 @@ def daemon(config: Path, flags: tuple[str, ...] = ()) -> Iterator[Daemon]:
         d.kill()
 
 
+# The timeouts below are what an idle machine needs; a loaded 2-core one running other work
+# can take several times longer (a first version compiles the rule packs): waiting is cheap,
+# a flaky failure is not.
+SLACK = 3
+
+
 def wait_until(what: str, predicate: Callable[[], Any], timeout: float, d: Daemon) -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * SLACK
     while time.monotonic() < deadline:
         value = predicate()
         if value:
