@@ -65,6 +65,17 @@ def _as_list(value: Any) -> Any:
 SelectorList = Annotated[list[str], BeforeValidator(_as_list)]
 
 
+class DuplicateIdError(ValueError):
+    """Two documents share an id; carries both positions so the error can name the lines."""
+
+    def __init__(self, doc_id: str, first: int, second: int) -> None:
+        self.doc_id, self.first, self.second = doc_id, first, second
+        super().__init__(
+            f"two documents have the id {doc_id!r} (documents.{first} and documents.{second}); "
+            "set 'id' on one"
+        )
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -112,7 +123,9 @@ class DocumentConfig(_Strict):
             try:
                 soupsieve.compile(selector)
             except Exception as exc:  # soupsieve raises several kinds
-                raise ValueError(f"invalid CSS selector {selector!r}: {exc}") from None
+                # soupsieve adds lines that draw a caret under the position: one line here.
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ValueError(f"invalid CSS selector {selector!r}: {why}") from None
         return v
 
     @model_validator(mode="after")
@@ -205,11 +218,11 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
-        seen: set[str] = set()
-        for doc in self.documents:
+        seen: dict[str, int] = {}
+        for index, doc in enumerate(self.documents):
             if doc.doc_id in seen:
-                raise ValueError(f"two documents have the id {doc.doc_id!r}; set 'id' on one")
-            seen.add(doc.doc_id)
+                raise DuplicateIdError(doc.doc_id, seen[doc.doc_id], index)
+            seen[doc.doc_id] = index
         return self
 
     def _base(self) -> Path:
@@ -244,7 +257,28 @@ class _LineLoader(_YamlBase):
     lines: dict[int, Any]
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    # YAML lets a later key silently replace an earlier one; in a config that hides a mistake
+    # (two `select:` in one document, a pasted block), so it is an error naming both lines.
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            earlier = first_line.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable (complex) key: construct_mapping reports it
+            continue
+        if earlier != key_node.start_mark.line + 1:
+            raise _DuplicateKey(
+                None,
+                None,
+                f"duplicate key {key!r} (first on line {earlier})",
+                key_node.start_mark,
+            )
     mapping = loader.construct_mapping(node, deep=True)
     lines = {}
     for key_node, value_node in node.value:
@@ -261,6 +295,10 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> list[An
         {i: (n.start_mark.line + 1, n) for i, n in enumerate(node.value)},
     )
     return seq
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -293,6 +331,13 @@ def _resolve_env(
     if isinstance(value, dict):
         if set(value) == {"$env"}:
             name = value["$env"]
+            if not isinstance(name, str) or not name:
+                raise ConfigError(
+                    f"{{$env: NAME}} needs the name of an environment variable, not {name!r}",
+                    path=path,
+                    line=_line_of(lines, root, trail),
+                    key=".".join(map(str, trail)),
+                )
             if name not in os.environ:
                 raise ConfigError(
                     f"environment variable {name} is not set",
@@ -313,6 +358,11 @@ def parse_config(text: str, path: str = "<config>") -> Config:
     loader.lines = {}
     try:
         data = loader.get_single_data()
+    except _DuplicateKey as exc:
+        mark = exc.problem_mark
+        raise ConfigError(
+            exc.problem or "duplicate key", path=path, line=mark.line + 1 if mark else None
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -333,6 +383,20 @@ def parse_config(text: str, path: str = "<config>") -> Config:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         msg = err["msg"]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, DuplicateIdError):
+            # Point at the second document (its `id` when it sets one): that is the new entry.
+            loc = ("documents", cause.second)
+            second = resolved["documents"][cause.second]
+            if isinstance(second, dict) and "id" in second:
+                loc = (*loc, "id")
+            first_line = _line_of(lines, data, ("documents", cause.first))
+            msg = f"two documents have the id {cause.doc_id!r}" + (
+                f" (the other is documents.{cause.first}, line {first_line})"
+                if first_line
+                else f" (the other is documents.{cause.first})"
+            )
+            msg += "; set 'id' on one"
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif msg.startswith("Value error, "):

@@ -44,11 +44,13 @@ class ConfigError(MonitorError):
         super().__init__(self._format())
 
     def _format(self) -> str:
+        # One line, whatever a validator or parser put in the problem (the CLI promises it).
+        problem = "; ".join(line.strip() for line in self.problem.splitlines() if line.strip())
         where = ""
         if self.path:
             where = self.path + (f":{self.line}" if self.line else "") + ": "
         key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{self.problem}"
+        return f"{where}{key}{problem}"
 
 
 class RuleError(MonitorError):

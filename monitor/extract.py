@@ -17,6 +17,7 @@ import html as html_lib
 import operator
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import soupsieve
@@ -718,6 +719,15 @@ def _md_inline(s: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _SHORT_PAGE_CHARS = 3000
+# On a short page a phrase in the body counts only when the page is mostly the message that
+# contains it: a page this short says nothing else; else the phrase opens the page (its first
+# two blocks) or the blocks that say it are half the text. A short real policy may well say
+# "we use reCAPTCHA" or "if something went wrong" further down.
+_TINY_PAGE_CHARS = 600
+_LEAD_BLOCKS = 2
+_BLOCK_SHARE = 0.5
+# Word overlap with the latest version above which a text is that policy, not a block page.
+_RESEMBLES = 0.8
 
 
 def _phrases(*phrases: str) -> re.Pattern[str]:
@@ -733,15 +743,11 @@ _CAPTCHA = _phrases(
     "are you a robot",
     "are you a human",
     "i'm not a robot",
-    "captcha",
-    "recaptcha",
-    "hcaptcha",
     "unusual traffic",
     "checking your browser",
     "checking if the site connection is secure",
     "attention required",
     "just a moment",
-    "cloudflare",
     "ddos protection",
     "press and hold",
     "bot detection",
@@ -762,6 +768,9 @@ _CAPTCHA = _phrases(
     "ben je een robot",
     "ongebruikelijk verkeer",
 )
+# Vendor names: a real policy names them (its sign-up form uses reCAPTCHA, its CDN is
+# Cloudflare), so they only count on a tiny page, which has room for nothing but the block.
+_CAPTCHA_WORDS = _phrases("captcha", "recaptcha", "hcaptcha", "cloudflare")
 _LOGIN = _phrases(
     "log in to continue",
     "login to continue",
@@ -841,8 +850,11 @@ def suspect_reason(
 
     Catches an HTTP error status, an empty selection, a captcha / bot check, a login wall and an
     error page served as 200, a drastic shrink against ``previous_text`` and, for a first
-    version, a text shorter than ``min_chars``. Phrases are only trusted on a short page or in
-    the title / first heading, because a real policy may well say "log in" or "error".
+    version, a text shorter than ``min_chars``. A real policy may well say "log in", "error"
+    or "reCAPTCHA", so block-page phrases are trusted only in the title / first heading, or
+    on a short page that is mostly the message saying them; and never in a text that equals
+    or closely resembles ``previous_text`` (the latest version is the policy, not a block
+    page).
     """
     if status is not None and status >= 400:
         return f"HTTP status {status}"
@@ -852,15 +864,16 @@ def suspect_reason(
 
     short = len(text) < _SHORT_PAGE_CHARS
     headline = " ".join(filter(None, [extracted.title, _first_heading(text)]))
-    for pattern, what in (
-        (_CAPTCHA, "a captcha / bot check"),
-        (_LOGIN, "a login wall"),
-        (_ERROR, "an error page"),
+    for pattern, words, what in (
+        (_CAPTCHA, _CAPTCHA_WORDS, "a captcha / bot check"),
+        (_LOGIN, None, "a login wall"),
+        (_ERROR, None, "an error page"),
     ):
-        m = pattern.search(text) if short else None
-        m = m or pattern.search(headline)
-        if m:
-            if pattern is _ERROR:
+        m = pattern.search(headline) if headline else None
+        if m is None and short:
+            m = _block_page_phrase(pattern, words, text)
+        if m and not _resembles(text, previous_text):
+            if what == "an error page":
                 return f"looks like an error page ({m.group(0).lower()})"
             return f"looks like {what}"
 
@@ -871,6 +884,37 @@ def suspect_reason(
     elif len(text) < min_chars:
         return f"too short ({len(text)} chars)"
     return None
+
+
+def _block_page_phrase(
+    pattern: re.Pattern[str], words: re.Pattern[str] | None, text: str
+) -> re.Match[str] | None:
+    """A block-page phrase of a short page's text, when the page is mostly the message that
+    says it (see _TINY_PAGE_CHARS, _LEAD_BLOCKS, _BLOCK_SHARE); ``words`` count on tiny
+    pages only."""
+    if len(text) < _TINY_PAGE_CHARS:
+        return pattern.search(text) or (words.search(text) if words else None)
+    first: re.Match[str] | None = None
+    saying = 0
+    for number, block in enumerate(text.split("\n\n")):
+        if m := pattern.search(block):
+            if number < _LEAD_BLOCKS:
+                return m
+            first = first or m
+            saying += len(block)
+    return first if first is not None and saying >= _BLOCK_SHARE * len(text) else None
+
+
+def _resembles(text: str, previous: str | None) -> bool:
+    """True when ``text`` is (nearly) the latest version: most of their words are shared.
+    Computed only when a phrase matched, and linear in the texts' length."""
+    if previous is None:
+        return False
+    if text == previous:
+        return True
+    a, b = Counter(text.lower().split()), Counter(previous.lower().split())
+    total = sum(a.values()) + sum(b.values())
+    return total > 0 and 2 * sum((a & b).values()) / total >= _RESEMBLES
 
 
 def _first_heading(text: str) -> str | None:

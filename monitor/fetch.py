@@ -44,10 +44,11 @@ __all__ = ["Fetcher", "decode_body"]
 _LOG_NAME = "monitor.fetch"
 _MAX_REDIRECTS = 10
 _JITTER = 0.1  # backoff delays are stretched by up to this fraction so clients don't sync up
-# RFC 9309: a crawler should not use a cached robots.txt for more than 24 hours. A failure is
-# cached briefly so one outage does not block a host for a whole long-running daemon.
+# RFC 9309: a crawler should not use a cached robots.txt for more than 24 hours. A robots.txt
+# that could not be read is not cached at all (only the checks already waiting for that request
+# share its answer), so a site that comes back is fetched at its next check.
 _ROBOTS_TTL = 24 * 3600.0
-_ROBOTS_FAILURE_TTL = 600.0
+_ROBOTS_TOO_LARGE_TTL = 600.0
 # RFC 9309 asks for at least 500 KiB to be parsed; more than this is not a robots.txt.
 _ROBOTS_MAX_BYTES = 1024 * 1024
 _SNIFF_BYTES = 2048
@@ -68,7 +69,10 @@ class Fetcher:
 
     ``transport`` replaces the network (respx / ``httpx.MockTransport`` in tests); ``sleep``
     is awaited for every deliberate wait (backoff, Retry-After, per-host delay) so tests can
-    record the delays instead of waiting them out.
+    record the delays instead of waiting them out. ``retry_after_wait`` is the longest
+    Retry-After waited for before a retry (default ``max_retry_after``); a longer one ends the
+    fetch, with the wait in ``FetchResult.retry_after``: the daemon reschedules the document
+    rather than hold one of its few check slots for minutes.
     """
 
     def __init__(
@@ -78,9 +82,15 @@ class Fetcher:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         logger: logging.Logger | None = None,
+        retry_after_wait: float | None = None,
     ) -> None:
         self._settings = settings
         self._sleep = sleep
+        self._retry_after_wait = (
+            settings.max_retry_after
+            if retry_after_wait is None
+            else min(retry_after_wait, settings.max_retry_after)
+        )
         self._log = logger or logging.getLogger(_LOG_NAME)
         self._random = random.Random()
         self._clock: Callable[[], float] = time.monotonic
@@ -164,8 +174,7 @@ class Fetcher:
                 result.robots_overridden = True
                 self._log.warning("ignoring robots.txt for %s (document override)", url)
             elif refusal := await self._robots_refusal(target):
-                result.outcome = Outcome.ROBOTS_DISALLOWED
-                result.error = refusal
+                result.outcome, result.error, result.retry_after = refusal
                 result.elapsed = self._clock() - t0
                 return result
 
@@ -177,19 +186,25 @@ class Fetcher:
 
         attempt = await self._fetch_with_retries(target, request_headers, result)
         self._fill(result, attempt, etag, last_modified)
+        result.retry_after = attempt.retry_after
         result.elapsed = self._clock() - t0
         return result
 
     # --- retries -------------------------------------------------------------------------
 
     async def _fetch_with_retries(
-        self, target: httpx.URL, headers: dict[str, str], result: FetchResult
+        self,
+        target: httpx.URL,
+        headers: dict[str, str],
+        result: FetchResult | None,
+        max_bytes: int | None = None,
     ) -> _Attempt:
         settings = self._settings
         tries = settings.retries + 1
         for number in range(1, tries + 1):
-            result.attempts = number
-            attempt = await self._attempt(target, headers)
+            if result is not None:
+                result.attempts = number
+            attempt = await self._attempt(target, headers, max_bytes)
             self._log.debug(
                 "GET %s attempt %d/%d -> %s (%.3f s)",
                 target,
@@ -198,19 +213,33 @@ class Fetcher:
                 attempt.status if attempt.status is not None else attempt.error,
                 attempt.seconds,
             )
-            if not attempt.retryable or number == tries:
+            if not attempt.retryable:
                 return attempt
-            delay = settings.backoff * 2 ** (number - 1) * (1 + _JITTER * self._random.random())
+            retry_after = None
             if attempt.status in (429, 503) and attempt.headers is not None:
                 retry_after = _parse_retry_after(attempt.headers.get("Retry-After"))
-                if retry_after is not None:
-                    if retry_after > settings.max_retry_after:
-                        attempt.error = (
-                            f"HTTP {attempt.status}; Retry-After {retry_after:.0f} s exceeds "
-                            f"max_retry_after {settings.max_retry_after:.0f} s, not retried"
-                        )
-                        return attempt
-                    delay = retry_after
+            if number == tries:
+                if retry_after is not None:  # no retry left: say when the server expects us
+                    attempt.retry_after = retry_after
+                    attempt.error = f"{attempt.error}; Retry-After {retry_after:.0f} s"
+                return attempt
+            delay = settings.backoff * 2 ** (number - 1) * (1 + _JITTER * self._random.random())
+            if retry_after is not None:
+                if retry_after > settings.max_retry_after:
+                    attempt.retry_after = retry_after
+                    attempt.error = (
+                        f"HTTP {attempt.status}; Retry-After {retry_after:.0f} s exceeds "
+                        f"max_retry_after {settings.max_retry_after:.0f} s, not retried"
+                    )
+                    return attempt
+                if retry_after > self._retry_after_wait:
+                    attempt.retry_after = retry_after
+                    attempt.error = (
+                        f"HTTP {attempt.status}; Retry-After {retry_after:.0f} s: not waited "
+                        "for, checked again then"
+                    )
+                    return attempt
+                delay = retry_after
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
@@ -314,38 +343,58 @@ class Fetcher:
                 gate.last_start = self._clock()
             yield
 
-    async def _robots_refusal(self, target: httpx.URL) -> str | None:
-        """Why robots.txt forbids ``target``, or None when it may be fetched."""
+    async def _robots_refusal(self, target: httpx.URL) -> tuple[Outcome, str, float | None] | None:
+        """Why ``target`` must not be fetched, as (outcome, detail, Retry-After), or None
+        when it may be.
+
+        ``robots_disallowed`` is a deliberate answer of the site (a Disallow rule, a 401 / 403);
+        a robots.txt that could not be read keeps the page unfetched too (RFC 9309 2.3.1.4)
+        but is the outcome of that request (``timeout``, ``network_error``, ``http_error``):
+        a site that is down is failing, not refusing."""
         origin = _origin(target)
         lock = self._robots_locks.setdefault(origin, asyncio.Lock())
+        asked = self._clock()
         async with lock:  # concurrent checks of one host share one robots.txt request
             entry = self._robots.get(origin)
-            if entry is None or entry.expires < self._clock():
+            if entry is None or entry.expires <= asked:
                 entry = await self._load_robots(origin)
                 self._robots[origin] = entry
+        if entry.failure is not None:
+            return entry.failure
         if entry.parser is None:
-            return entry.refusal
+            if entry.refusal is None:
+                return None
+            return Outcome.ROBOTS_DISALLOWED, entry.refusal, None
         if entry.parser.can_fetch(self._settings.user_agent, str(target)):
             return None
-        return f"robots.txt of {origin} disallows {target.raw_path.decode()} for our user agent"
+        why = f"robots.txt of {origin} disallows {target.raw_path.decode()} for our user agent"
+        return Outcome.ROBOTS_DISALLOWED, why, None
 
     async def _load_robots(self, origin: str) -> _RobotsEntry:
         robots_url = httpx.URL(origin + "/robots.txt")
-        now = self._clock()
-        attempt = await self._attempt(
-            robots_url, {"Accept": "text/plain,*/*;q=0.5"}, _ROBOTS_MAX_BYTES
+        # Retried like the page (a robots.txt request is no less likely to hit a blip), but
+        # not counted in the page's attempts.
+        attempt = await self._fetch_with_retries(
+            robots_url, {"Accept": "text/plain,*/*;q=0.5"}, None, _ROBOTS_MAX_BYTES
         )
+        now = self._clock()
         self._log.debug("GET %s -> %s", robots_url, attempt.status or attempt.error)
         status = attempt.status
         if attempt.outcome is Outcome.TOO_LARGE:
             # Read nothing rather than a truncated file whose cut could drop a Disallow.
-            return _RobotsEntry(now + _ROBOTS_FAILURE_TTL, f"robots.txt of {origin} is too large")
+            return _RobotsEntry(now + _ROBOTS_TOO_LARGE_TTL, f"robots.txt of {origin} is too large")
         if status is None or status == 429 or status >= 500:
-            # RFC 9309 2.3.1.4: unreachable robots.txt means assume complete disallow.
-            why = f"robots.txt of {origin} unreachable ({attempt.error}): assuming disallow"
-            self._log.info("%s", why)
-            return _RobotsEntry(now + _ROBOTS_FAILURE_TTL, why)
+            # RFC 9309 2.3.1.4: an unreachable robots.txt means "assume complete disallow", so
+            # the page is not fetched; the check records why robots.txt could not be read.
+            why = f"robots.txt unreachable: {attempt.error or f'HTTP {status}'}"
+            self._log.info("%s: %s", origin, why)
+            # expires = now: checks that were already waiting share this answer, later ones
+            # ask again.
+            failure = (attempt.outcome or Outcome.HTTP_ERROR, why, attempt.retry_after)
+            return _RobotsEntry(now, None, failure=failure)
         if status in (401, 403):
+            # Stricter than RFC 9309, which reads every 4xx as "no rules": a site that refuses
+            # its robots.txt to us is taken to refuse its pages too.
             return _RobotsEntry(
                 now + _ROBOTS_TTL, f"robots.txt of {origin} is forbidden ({status})"
             )
@@ -429,6 +478,8 @@ class _RobotsEntry:
     expires: float
     refusal: str | None  # a blanket answer when there are no rules: why everything is refused
     parser: urllib.robotparser.RobotFileParser | None = None
+    # robots.txt could not be read: the outcome, its detail and the server's Retry-After
+    failure: tuple[Outcome, str, float | None] | None = None
 
 
 @dataclass(slots=True)
@@ -441,6 +492,7 @@ class _Attempt:
     error: str | None = None
     retryable: bool = False
     seconds: float = 0.0
+    retry_after: float | None = None
 
     def fail(self, outcome: Outcome, error: str) -> None:
         self.outcome = outcome

@@ -14,7 +14,13 @@ check:
     the same number of suspect fetches in a row that were all an empty selection: the page
     was probably redesigned and ``select`` no longer matches; over at the next good fetch.
 ``robots``
-    robots.txt disallows the document; over when a fetch is allowed again.
+    robots.txt disallows the document (a Disallow rule, or a 401 / 403 for robots.txt); over
+    when a fetch is allowed again. A robots.txt that cannot be read is a failed fetch
+    (``failing``), not a refusal.
+``stale``
+    the document has not been fetched at all for about three intervals (see
+    :func:`sweep_stale`, run periodically by the daemon: nothing else notices a check that
+    never ends or a document that is never run); over when a fetch lands.
 
 A problem is an *episode* in the ``health_problems`` table: one e-mail when it opens, one
 when it is resolved, never one per failed fetch. The state lives in the database, so a
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,16 +39,18 @@ from monitor.config import Config
 from monitor.models import Outcome
 from monitor.store import Store, iso, utcnow
 
-__all__ = ["PROBLEMS", "Problem", "Transition", "open_problems", "update"]
+__all__ = ["PROBLEMS", "Problem", "Transition", "open_problems", "sweep_stale", "update"]
 
 log = logging.getLogger("monitor.health")
 
-PROBLEMS = ("failing", "suspect", "selector", "robots")
+PROBLEMS = ("failing", "suspect", "selector", "robots", "stale")
 
 _SUCCESS = frozenset(
     {Outcome.NEW_VERSION, Outcome.UNCHANGED, Outcome.SAME_BODY, Outcome.NOT_MODIFIED}
 )
-# Robots refusals are deliberate answers, reported as their own problem, not as an outage.
+# Robots refusals are deliberate answers, reported as their own problem, not as an outage. A
+# robots.txt that could not be read is recorded as the timeout / network or HTTP error it was,
+# so a site that is down is "failing" from its first failed fetch to its recovery.
 _FAILING = frozenset(o for o in Outcome if o.failed and o is not Outcome.ROBOTS_DISALLOWED)
 _EMPTY_SELECTION = "empty selection"
 _TAIL = 50  # recent fetches read per decision; enough for any sane suspect_in_a_row
@@ -53,8 +61,12 @@ _HINTS = {
     "error page or a drastic shrink). Nothing was stored as a version.",
     "selector": "The CSS selector in documents[].select matched nothing: the page was "
     "probably redesigned. Update the selector.",
-    "robots": "robots.txt of the site disallows this URL for our user agent. Nothing is "
-    "fetched until it allows it again (or set ignore_robots on the document).",
+    "stale": "The daemon has not checked this document for more than twice its interval "
+    "past the time it was due. A check may be stuck, the database may refuse writes, or the "
+    "document is not scheduled. Look at the daemon's log; a restart reschedules every document.",
+    "robots": "robots.txt of the site disallows this URL for our user agent (a Disallow "
+    "rule, or robots.txt itself answered 401 / 403). Nothing is fetched until it allows it "
+    "again (or set ignore_robots on the document).",
 }
 
 
@@ -117,6 +129,89 @@ def open_problems(store: Store) -> dict[str, list[Problem]]:
     return out
 
 
+def sweep_stale(
+    store: Store,
+    config: Config,
+    planned: Mapping[str, dt.datetime],
+    *,
+    now: dt.datetime | None = None,
+) -> list[Transition]:
+    """Open a ``stale`` problem for every configured document that has had no fetch for
+    more than two intervals (plus ``jitter``) past the time it was due, and close those
+    that got a fetch since. Due = the later of its last fetch + interval and ``planned``
+    (the run the daemon last scheduled for it: after a restart, a Retry-After or an error
+    backoff, that is later than last fetch + interval). With the defaults, a 6-hour document
+    is stale about 18 hours after its last fetch.
+
+    Health is otherwise decided after a check completes; a check that never ends, a job the
+    scheduler lost or a database that takes no rows produce no check to decide after."""
+    current = now or utcnow()
+    last = store.latest_fetch_starts()
+    open_rows = {
+        r["document_id"]: r
+        for r in store.query(
+            "SELECT id, document_id, started_at FROM health_problems "
+            "WHERE problem = 'stale' AND resolved_at IS NULL"
+        )
+    }
+    out: list[Transition] = []
+    for doc in config.documents:
+        fetched = last.get(doc.doc_id)
+        row = open_rows.get(doc.doc_id)
+        if row is not None:
+            if fetched is not None and _parse(fetched) > _parse(row["started_at"]):
+                with store.transaction():
+                    store.conn.execute(
+                        "UPDATE health_problems SET resolved_at = ? WHERE id = ?",
+                        (iso(current), row["id"]),
+                    )
+                    verdict = _Verdict(active=False, resolved=True, since=row["started_at"])
+                    out.append(
+                        _notify(
+                            store,
+                            config,
+                            doc.doc_id,
+                            "stale",
+                            "recovered",
+                            verdict,
+                            row["id"],
+                            current,
+                        )
+                    )
+            continue
+        interval = dt.timedelta(seconds=max(doc.interval, 1.0))
+        dues = [_parse(fetched) + interval] if fetched else []
+        if doc.doc_id in planned:
+            dues.append(planned[doc.doc_id])
+        if not dues:
+            continue
+        due = max(dues)
+        if current <= due + 2 * interval + dt.timedelta(seconds=config.jitter):
+            continue
+        since = fetched or iso(due)
+        detail = (
+            f"no fetch since {fetched} (interval {_human(doc.interval)})"
+            if fetched
+            else f"never fetched; due since {iso(due)}"
+        )
+        with store.transaction():
+            episode = store.insert(
+                "health_problems",
+                {
+                    "document_id": doc.doc_id,
+                    "problem": "stale",
+                    "detail": detail,
+                    "started_at": since,
+                    "alerted_at": iso(current),
+                },
+            )
+            verdict = _Verdict(active=True, resolved=False, since=since, detail=detail)
+            out.append(
+                _notify(store, config, doc.doc_id, "stale", "started", verdict, episode, current)
+            )
+    return out
+
+
 # --- decisions -----------------------------------------------------------------------------
 
 
@@ -148,6 +243,12 @@ def _update_one(store: Store, config: Config, doc_id: str, now: dt.datetime) -> 
             (doc_id,),
         )
     }
+    # A stale episode is opened by the sweep, never here; any fetch after it ends it.
+    stale = open_rows.get("stale")
+    verdicts["stale"] = _Verdict(
+        active=False,
+        resolved=stale is not None and _parse(tail[0]["started_at"]) > _parse(stale["started_at"]),
+    )
     out: list[Transition] = []
     with store.transaction():
         for problem in PROBLEMS:
@@ -314,6 +415,8 @@ def _body(
     ]
     if kind == "started":
         lines += [f"Latest:   {detail or ''}", "", _HINTS[problem]]
+    elif problem == "stale":
+        lines += [f"Recovered: {iso(now)}", "", "The document is being fetched again."]
     else:
         lines += [f"Recovered: {iso(now)}", "", "The latest fetch was fine again."]
     lines += ["", "`policy-monitor status` shows every document's state."]

@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# The version of the extract stage's output. Each good fetch stores a fingerprint of it and of
+# the document's select / remove / render; a check whose fingerprint differs skips the
+# conditional GET and the same-body shortcut, so the page is extracted again. Bump it when
+# monitor.extract changes the text it gives for the same page.
+EXTRACTOR_VERSION = 1
+
 
 class Outcome(StrEnum):
     """What one check of one document came to. Stored in ``fetches.outcome``."""
@@ -63,6 +69,9 @@ class FetchResult:
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     elapsed: float = 0.0  # seconds, all attempts included
     robots_overridden: bool = False
+    # The server's Retry-After (seconds) when the fetch ended on a 429 / 503 without waiting
+    # it out: the daemon comes back then instead of holding a check slot meanwhile.
+    retry_after: float | None = None
 
 
 @dataclass(slots=True)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import json
 import logging
 import multiprocessing
 import os
@@ -30,7 +32,7 @@ import httpx
 
 from monitor.config import Config, DocumentConfig
 from monitor.fetch import Fetcher
-from monitor.models import Analysis, Extracted, FetchResult, Outcome
+from monitor.models import EXTRACTOR_VERSION, Analysis, Extracted, FetchResult, Outcome
 from monitor.store import Store, Version, sha256_bytes, sha256_text, utcnow
 
 if TYPE_CHECKING:
@@ -44,6 +46,16 @@ log = logging.getLogger("monitor.pipeline")
 # come back. Only a *shrink* can be real (a platform really did shorten its policy), so only a
 # shrink that persists is accepted.
 _NEVER_ACCEPTED = ("empty", "captcha", "login", "error", "bot", "status")
+
+
+@functools.lru_cache(maxsize=4096)
+def extraction_key(select: tuple[str, ...], remove: tuple[str, ...], render: str) -> str:
+    """Fingerprint of what turns a document's body into text (see EXTRACTOR_VERSION)."""
+    return sha256_text(json.dumps([EXTRACTOR_VERSION, select, remove, render]))[:16]
+
+
+def _extraction_key(doc: DocumentConfig) -> str:
+    return extraction_key(tuple(doc.select), tuple(doc.remove), doc.render)
 
 
 @dataclass(slots=True)
@@ -70,6 +82,7 @@ class CheckResult:
     alerts: list[int] = field(default_factory=list)
     ai_training: bool | None = None
     consent: str | None = None
+    retry_after: float | None = None  # the site asked us to come back in this many seconds
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -333,12 +346,15 @@ class Pipeline:
         """Fetch and process one document. Never raises for the document's own trouble:
         every failure is an outcome recorded in the fetch log."""
         t0 = time.monotonic()
+        started = self.clock()  # when the check began, not when its fetch came back
         doc_id = doc.doc_id
         try:
             if doc_id not in self._known_docs:
                 self.store.upsert_document(doc)
                 self._known_docs.add(doc_id)
             good = self.store.last_good_fetch(doc_id)
+            if good is not None and good["extract_key"] != _extraction_key(doc):
+                good = None  # read with other settings: its validators and body prove nothing
             fetched = await fetcher.fetch(
                 doc.url,
                 etag=good["etag"] if good else None,
@@ -346,14 +362,14 @@ class Pipeline:
                 ignore_robots=doc.ignore_robots,
                 headers=doc.headers or None,
             )
-            result = await self._process(doc, fetched, good)
+            result = await self._process(doc, fetched, good, started)
         except Exception as exc:  # one document's bug must not stop the others
             log.exception("check of %s failed", doc_id)
             result = CheckResult(doc_id, Outcome.ERROR, detail=f"{type(exc).__name__}: {exc}")
             try:
                 self.store.record_fetch(
                     doc_id,
-                    started_at=self.clock(),
+                    started_at=started,
                     url=doc.url,
                     outcome=Outcome.ERROR.value,
                     detail=result.detail,
@@ -371,13 +387,17 @@ class Pipeline:
         return result
 
     async def _process(
-        self, doc: DocumentConfig, fetched: FetchResult, good: dict[str, Any] | None
+        self,
+        doc: DocumentConfig,
+        fetched: FetchResult,
+        good: dict[str, Any] | None,
+        started: dt.datetime,
     ) -> CheckResult:
         doc_id = doc.doc_id
         # The pipeline's clock, not the fetcher's: the demo and tests replay dated histories.
         seen_at = self.clock()
         base: dict[str, Any] = {
-            "started_at": seen_at,
+            "started_at": started,
             "duration_ms": round(fetched.elapsed * 1000),
             "url": fetched.url,
             "final_url": fetched.final_url,
@@ -386,6 +406,7 @@ class Pipeline:
             "last_modified": fetched.last_modified,
             "attempts": fetched.attempts,
             "robots_overridden": int(fetched.robots_overridden),
+            "extract_key": _extraction_key(doc),
         }
 
         def done(outcome: Outcome, detail: str | None = None, **extra: Any) -> CheckResult:
@@ -417,6 +438,7 @@ class Pipeline:
                 detail=detail,
                 ai_training=_opt_bool(head["ai_training"]) if head else None,
                 consent=head["consent"] if head else None,
+                retry_after=fetched.retry_after,
             )
 
         if fetched.outcome is not None:
@@ -435,7 +457,7 @@ class Pipeline:
         reason = prepared.suspect
         if reason and not self._accept_persistent_suspect(doc_id, reason, prepared.text_sha):
             with self.store.transaction():
-                blob = self.store.put_blob(body, fetched.content_type, seen_at)
+                blob = self.store.put_suspect_blob(doc_id, body, fetched.content_type, seen_at)
             return done(Outcome.SUSPECT, reason, body_sha256=blob, text_sha256=prepared.text_sha)
         if latest is not None and latest.sha256 == prepared.text_sha:
             return done(Outcome.UNCHANGED, body_sha256=body_sha, text_sha256=prepared.text_sha)

@@ -26,11 +26,21 @@ from monitor.config import HttpSettings
 from monitor.fetch import Fetcher
 from monitor.models import FetchResult, Outcome
 
-__all__ = ["BROWSER_ARGS", "INSTALL_HINT", "BrowserFetcher", "find_chromium"]
+__all__ = ["BROWSER_ARGS", "INSTALL_HINT", "BrowserFetcher", "find_chromium", "render_deadline"]
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 INSTALL_HINT = "render: browser needs Playwright: install policy-monitor[browser]"
 _SETTLE = 5.0  # at most this long waiting for the network to go quiet after the load event
+# Playwright's own timeouts cover navigation only; a browser that hangs (out of memory, a
+# renderer stuck in a script) could hold a render, its context's close or a launch forever.
+_LAUNCH_TIMEOUT = 60.0
+_CLOSE_TIMEOUT = 5.0
+_RENDER_MARGIN = 10.0
+
+
+def render_deadline(settings: HttpSettings) -> float:
+    """The longest one render may take: navigation, settling, reading the page."""
+    return settings.timeout + _SETTLE + _RENDER_MARGIN
 
 
 def find_chromium(configured: str | None = None) -> str | None:
@@ -45,7 +55,11 @@ def find_chromium(configured: str | None = None) -> str | None:
 
 class BrowserFetcher(Fetcher):
     """Renders pages in one shared headless Chromium (launched on first use); one browser
-    context per fetch, so no cookie or storage leaks from one document to the next."""
+    context per fetch, so no cookie or storage leaks from one document to the next.
+
+    A browser that died (killed by the OOM killer, crashed) or stopped answering is replaced
+    by a new one at the next fetch; a render that fails because the browser went away during
+    it is tried once more in a fresh one, since the page itself did not fail."""
 
     def __init__(
         self,
@@ -53,11 +67,14 @@ class BrowserFetcher(Fetcher):
         *,
         executable_path: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        retry_after_wait: float | None = None,
     ) -> None:
-        super().__init__(settings, transport=transport)  # the HTTP client reads robots.txt
+        # the HTTP client reads robots.txt
+        super().__init__(settings, transport=transport, retry_after_wait=retry_after_wait)
         self._executable = find_chromium(executable_path)
         self._playwright: Any = None
         self._browser: Any = None
+        self._wedged = False  # a render overran its deadline: do not trust this browser
         self._launch_lock = asyncio.Lock()
 
     async def fetch(
@@ -93,17 +110,36 @@ class BrowserFetcher(Fetcher):
                 result.robots_overridden = True
                 self._log.warning("ignoring robots.txt for %s (document override)", url)
             elif refusal := await self._robots_refusal(target):
-                return _failed(result, Outcome.ROBOTS_DISALLOWED, refusal, t0)
-        try:
-            browser = await self._launch()
-        except ImportError:
-            return _failed(result, Outcome.ERROR, INSTALL_HINT, t0)
-        except Exception as exc:  # no Chromium, or it would not start
-            return _failed(result, Outcome.ERROR, f"cannot start Chromium: {exc}", t0)
+                result.retry_after = refusal[2]
+                return _failed(result, refusal[0], refusal[1], t0)
         async with self._slot(target):
-            await self._render(browser, url, dict(headers or {}), result)
+            for last_try in (False, True):
+                try:
+                    browser = await asyncio.wait_for(self._launch(), _LAUNCH_TIMEOUT)
+                except ImportError:
+                    return _failed(result, Outcome.ERROR, INSTALL_HINT, t0)
+                except Exception as exc:  # no Chromium, or it would not start
+                    return _failed(result, Outcome.ERROR, f"cannot start Chromium: {exc}", t0)
+                await self._render_within_deadline(browser, url, dict(headers or {}), result)
+                if last_try or browser.is_connected() or result.outcome is None:
+                    break
+                self._log.warning("Chromium went away while rendering %s; trying again", url)
+                result.outcome = result.error = None
         result.elapsed = time.monotonic() - t0
         return result
+
+    async def _render_within_deadline(
+        self, browser: Any, url: str, headers: dict[str, str], result: FetchResult
+    ) -> None:
+        deadline = render_deadline(self._settings)
+        try:
+            async with asyncio.timeout(deadline):
+                await self._render(browser, url, headers, result)
+        except TimeoutError:
+            result.outcome = Outcome.TIMEOUT
+            result.error = f"page not rendered within {deadline:g} s"
+            result.body = result.text = None
+            self._wedged = True
 
     async def _render(
         self, browser: Any, url: str, headers: dict[str, str], result: FetchResult
@@ -112,11 +148,12 @@ class BrowserFetcher(Fetcher):
         from playwright.async_api import TimeoutError as PlaywrightTimeout
 
         timeout_ms = self._settings.timeout * 1000
-        context = await browser.new_context(
-            user_agent=self._settings.user_agent,
-            extra_http_headers={**self._settings.headers, **headers},
-        )
+        context = None
         try:
+            context = await browser.new_context(
+                user_agent=self._settings.user_agent,
+                extra_http_headers={**self._settings.headers, **headers},
+            )
             page = await context.new_page()
             response = await page.goto(url, wait_until="load", timeout=timeout_ms)
             # Scripts that fill the page after "load" usually fetch something first; a page
@@ -146,10 +183,18 @@ class BrowserFetcher(Fetcher):
             result.outcome = Outcome.NETWORK_ERROR
             result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         finally:
-            await context.close()
+            if context is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(context.close(), _CLOSE_TIMEOUT)
 
     async def _launch(self) -> Any:
         async with self._launch_lock:
+            if self._browser is not None and (self._wedged or not self._browser.is_connected()):
+                self._log.warning(
+                    "Chromium %s: starting a new one",
+                    "stopped answering" if self._wedged else "is gone",
+                )
+                await self._discard()
             if self._browser is None:
                 from playwright.async_api import async_playwright
 
@@ -166,14 +211,21 @@ class BrowserFetcher(Fetcher):
                     raise
             return self._browser
 
+    async def _discard(self) -> None:
+        """Let go of the browser and its Playwright driver, whatever state they are in."""
+        browser, playwright = self._browser, self._playwright
+        self._browser = self._playwright = None
+        self._wedged = False
+        for closing in (browser, playwright):
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    stop = closing.close() if closing is browser else closing.stop()
+                    await asyncio.wait_for(stop, _CLOSE_TIMEOUT)
+
     async def aclose(self) -> None:
         try:
-            if self._browser is not None:
-                await self._browser.close()
-            if self._playwright is not None:
-                await self._playwright.stop()
+            await self._discard()
         finally:
-            self._browser = self._playwright = None
             await super().aclose()
 
 

@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,10 +49,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Daemon",
     "DocStatus",
+    "check_deadline",
     "document_status",
     "first_run_time",
     "last_fetch_times",
     "next_due",
+    "run_after_check",
+    "run_after_retry_after",
     "run_daemon",
 ]
 
@@ -65,17 +69,37 @@ _SUCCESS = tuple(
 )
 _OUTBOX_EVERY = 60.0
 _DIGEST_EVERY = 3600.0
+_SWEEP_EVERY = 60.0  # the stale-document sweep (health.sweep_stale)
 _MIN_INTERVAL = 1.0  # APScheduler refuses a zero interval
+# After checks that end in `error` (a bug, a database that refuses writes), a document with a
+# short interval waits at least this long, doubling up to the maximum: the same failure at
+# full speed only fills the log.
+_ERROR_BACKOFF = 60.0
+_ERROR_BACKOFF_MAX = 3600.0
+# The longest Retry-After a daemon check waits out before retrying: a longer one ends the check
+# (http_error, the wait in its detail) and the document runs again at that time, rather than
+# holding one of the max_checks slots while the other documents wait.
+RETRY_AFTER_WAIT = 5.0
+# On top of the fetches' own worst case: per-host queueing, extraction, analysis, the database.
+_CHECK_MARGIN = 60.0
 
 
 # --- the schedule (shared by the daemon and `status`) ------------------------------------------
 
 
-def next_due(last_started: dt.datetime | None, interval: float) -> dt.datetime | None:
-    """When a document is next due: its last fetch + interval; None = never fetched (due now)."""
+def next_due(
+    last_started: dt.datetime | None, interval: float, now: dt.datetime | None = None
+) -> dt.datetime | None:
+    """When a document is next due: its last fetch + interval; None = never fetched (due now).
+
+    With ``now``, never later than ``now`` + interval: a fetch stamped in the future (a clock
+    that was wrong, a database copied from elsewhere) must not postpone the document for as
+    long as that clock was ahead."""
     if last_started is None:
         return None
-    return last_started + dt.timedelta(seconds=max(interval, _MIN_INTERVAL))
+    step = dt.timedelta(seconds=max(interval, _MIN_INTERVAL))
+    due = last_started + step
+    return min(due, now + step) if now is not None else due
 
 
 def first_run_time(
@@ -89,18 +113,64 @@ def first_run_time(
 
     Not yet due: at its due time plus up to ``jitter``. Overdue or never fetched: now, spread
     over up to ``jitter`` (at most one interval) so a restart does not stampede."""
-    due = next_due(last_started, interval)
+    due = next_due(last_started, interval, now)
     if due is not None and due > now:
         return due + dt.timedelta(seconds=rng.uniform(0, jitter))
     return now + dt.timedelta(seconds=rng.uniform(0, min(jitter, max(interval, _MIN_INTERVAL))))
 
 
+def run_after_check(
+    last_recorded: dt.datetime | None,
+    started: dt.datetime,
+    interval: float,
+    now: dt.datetime,
+    errors: int = 0,
+) -> dt.datetime:
+    """When to check a document again after a check that started at ``started`` (jitter not
+    included). From the later of the newest recorded fetch and this check's start: if the
+    check's row could not be written, the newest row is an older one, and counting from it
+    would make the document due again at once, in a loop. ``errors`` consecutive checks that
+    ended in ``error`` back off (see _ERROR_BACKOFF)."""
+    base = max(last_recorded, started) if last_recorded is not None else started
+    step = max(interval, _MIN_INTERVAL)
+    if errors:
+        step = max(step, min(_ERROR_BACKOFF * 2 ** (errors - 1), _ERROR_BACKOFF_MAX))
+    return min(base, now) + dt.timedelta(seconds=step)
+
+
+def run_after_retry_after(
+    retry_after: float, interval: float, max_retry_after: float, now: dt.datetime
+) -> dt.datetime:
+    """When to come back to a document whose site answered 429 / 503 with a Retry-After the
+    check did not wait out: then, even if sooner than the interval (the check is still to be
+    done), but never later than the interval or ``max_retry_after`` (whichever is longer), so
+    a site cannot silence a document for a week."""
+    wait = min(retry_after, max(interval, max_retry_after, _MIN_INTERVAL))
+    return now + dt.timedelta(seconds=max(wait, _MIN_INTERVAL))
+
+
+def check_deadline(config: Config, doc: DocumentConfig) -> float:
+    """The longest a daemon check of ``doc`` may run before it is cancelled and recorded as
+    a timeout: robots.txt and the page, each with every retry at the full timeout, backoff and
+    the Retry-After waits a check makes, plus a margin. A check stuck beyond it (a wedged
+    browser, a hung stage) would otherwise hold one of the ``max_checks`` slots for good."""
+    http = config.http
+    waits = sum(http.backoff * 2**n * 1.1 for n in range(http.retries))
+    one_url = (http.retries + 1) * http.timeout + waits + http.retries * RETRY_AFTER_WAIT
+    page = one_url
+    if doc.render == "browser":
+        from monitor.render import render_deadline
+
+        page = 2 * render_deadline(http)  # a render may be tried twice (a dead browser)
+    queueing = http.per_host_delay * config.max_checks
+    return one_url + page + queueing + _CHECK_MARGIN
+
+
 def last_fetch_times(store: Store) -> dict[str, dt.datetime]:
-    """The start of the latest fetch of every document that has one."""
-    rows = store.query(
-        "SELECT document_id, max(started_at) AS at FROM fetches GROUP BY document_id"
-    )
-    return {r["document_id"]: _parse(r["at"]) for r in rows if r["at"]}
+    """The start of the latest fetch (the newest row, by id) of every document that has one:
+    the same row the daemon reschedules from after each check and `status` shows, whatever
+    the timestamps say. One index seek per document."""
+    return {doc_id: _parse(at) for doc_id, at in store.latest_fetch_starts().items()}
 
 
 @dataclass(slots=True)
@@ -147,25 +217,22 @@ def document_status(
 
     current = now or utcnow()
     marks = ", ".join("?" for _ in _SUCCESS)
-    last = {
-        r["document_id"]: r
-        for r in store.query(
-            "SELECT f.document_id, f.started_at, f.outcome, f.detail FROM fetches f "
-            "JOIN (SELECT document_id, max(id) AS id FROM fetches GROUP BY document_id) m "
-            "ON f.id = m.id"
-        )
-    }
+    # Per document, newest first through fetches(document_id, id): a handful of index seeks
+    # each, however long the history (a GROUP BY over the table would read all of it).
     # Every fetch after the last good one failed or was suspect: that is the count.
-    failures = {
-        r["document_id"]: r["n"]
-        for r in store.query(
-            "SELECT f.document_id, count(*) AS n FROM fetches f LEFT JOIN "
-            f"(SELECT document_id, max(id) AS id FROM fetches WHERE outcome IN ({marks}) "
-            "GROUP BY document_id) ok ON ok.document_id = f.document_id "
-            "WHERE f.id > coalesce(ok.id, 0) GROUP BY f.document_id",
-            _SUCCESS,
-        )
-    }
+    rows = store.query(
+        "WITH heads AS (SELECT d.id AS document_id, "
+        "(SELECT id FROM fetches WHERE document_id = d.id ORDER BY id DESC LIMIT 1) AS last_id, "
+        f"(SELECT id FROM fetches WHERE document_id = d.id AND outcome IN ({marks}) "
+        "ORDER BY id DESC LIMIT 1) AS good_id FROM documents d) "
+        "SELECT h.document_id, f.started_at, f.outcome, f.detail, "
+        "(SELECT count(*) FROM fetches c WHERE c.document_id = h.document_id "
+        "AND c.id > coalesce(h.good_id, 0)) AS failures "
+        "FROM heads h JOIN fetches f ON f.id = h.last_id",
+        _SUCCESS,
+    )
+    last = {r["document_id"]: r for r in rows}
+    failures = {r["document_id"]: r["failures"] for r in rows}
     versions = {
         r["document_id"]: r
         for r in store.query(
@@ -180,7 +247,7 @@ def document_status(
         st = DocStatus(doc.doc_id, doc.url, doc.interval, doc.render)
         if (row := last.get(doc.doc_id)) is not None:
             st.last_fetch, st.outcome, st.detail = row["started_at"], row["outcome"], row["detail"]
-            due = next_due(_parse(row["started_at"]), doc.interval)
+            due = next_due(_parse(row["started_at"]), doc.interval, current)
             assert due is not None
             st.next_run, st.overdue = iso(due), due <= current
         st.consecutive_failures = failures.get(doc.doc_id, 0)
@@ -202,7 +269,10 @@ def _parse(text: str) -> dt.datetime:
 class Daemon:
     """``policy-monitor run``. ``reload`` reads the config again (SIGHUP, file change); it is
     also what the CLI uses to keep ``--db`` applied. ``grace`` is how long running checks may
-    finish after SIGTERM; ``poll`` how often the config file's mtime is looked at."""
+    finish after SIGTERM; ``poll`` how often the config file's mtime is looked at;
+    ``retry_after_wait`` the longest Retry-After a check waits out (see RETRY_AFTER_WAIT);
+    ``deadline`` replaces every check's :func:`check_deadline`; ``clock`` is the stale
+    sweep's idea of now."""
 
     def __init__(
         self,
@@ -212,11 +282,17 @@ class Daemon:
         grace: float = 5.0,
         poll: float = 2.0,
         rng: random.Random | None = None,
+        retry_after_wait: float = RETRY_AFTER_WAIT,
+        deadline: float | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.config = config
         self._reload_config = reload
         self.grace = grace
         self.poll = poll
+        self.retry_after_wait = retry_after_wait
+        self.deadline = deadline  # None: check_deadline() of each document
+        self.clock = clock  # what the stale sweep calls "now"
         self._rng = rng or random.Random()
         self._docs = {d.doc_id: d for d in config.documents}
         self._stop = asyncio.Event()
@@ -236,7 +312,10 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._fetcher: Fetcher | None = None
         self._browser: Fetcher | None = None
-        self._retired: list[Fetcher] = []
+        self._retired: list[Fetcher] = []  # replaced by a reload, closed when unused
+        self._users: Counter[Fetcher] = Counter()  # running checks per fetcher
+        self._errors: dict[str, int] = {}  # consecutive checks that ended in `error`
+        self._planned: dict[str, dt.datetime] = {}  # the run last scheduled per document
         self._slots: asyncio.Semaphore | None = None
         self._signals = False
 
@@ -256,7 +335,7 @@ class Daemon:
         with Store(self.config.database_path) as store:
             self._store = store
             self._pipeline = Pipeline(self.config, store)
-            self._fetcher = Fetcher(self.config.http)
+            self._fetcher = Fetcher(self.config.http, retry_after_wait=self.retry_after_wait)
             for doc in self.config.documents:
                 store.upsert_document(doc)
             self._scheduler = scheduler = AsyncIOScheduler(
@@ -277,6 +356,7 @@ class Daemon:
                 id="outbox:digests",
                 next_run_time=utcnow() + dt.timedelta(seconds=5),
             )
+            scheduler.add_job(self._sweep, IntervalTrigger(seconds=_SWEEP_EVERY), id="health:stale")
             if self.config.source:
                 scheduler.add_job(
                     self._watch_config, IntervalTrigger(seconds=self.poll), id="config:watch"
@@ -356,6 +436,8 @@ class Daemon:
             if fetcher is not None:
                 with contextlib.suppress(Exception):
                     await fetcher.aclose()
+        if self._background:  # closes of replaced clients that the last checks started
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     # --- scheduling --------------------------------------------------------------------
 
@@ -382,22 +464,48 @@ class Daemon:
                 next_run_time=when,
                 replace_existing=True,
             )
+            self._planned[doc.doc_id] = when
             log.debug("%s: next run %s", doc.doc_id, iso(when))
 
-    def _reschedule_after(self, doc: DocumentConfig) -> None:
-        """Next run = this check's fetch-log time + interval + jitter (the same rule as a
-        restart), not the trigger's idea of when the job was meant to fire."""
+    def _reschedule_after(
+        self, doc: DocumentConfig, result: CheckResult, started: dt.datetime
+    ) -> None:
+        """Next run = this check's time + interval + jitter (see run_after_check), not the
+        trigger's idea of when the job was meant to fire."""
         from apscheduler.jobstores.base import JobLookupError
 
         assert self._scheduler is not None and self._store is not None
-        row = self._store.last_fetch(doc.doc_id)
-        if row is None or self._stopping:
+        if self._stopping:
             return
-        due = next_due(_parse(row["started_at"]), doc.interval)
-        assert due is not None
-        when = due + dt.timedelta(seconds=self._rng.uniform(0, self.config.jitter))
+        if result.outcome is Outcome.ERROR:
+            self._errors[doc.doc_id] = self._errors.get(doc.doc_id, 0) + 1
+        else:
+            self._errors.pop(doc.doc_id, None)
+        try:
+            row = self._store.last_fetch(doc.doc_id)
+        except Exception:  # the database is in trouble: count from this check's start
+            log.exception("reading the last fetch of %s failed", doc.doc_id)
+            row = None
+        now = utcnow()
+        if result.retry_after is not None:
+            when = run_after_retry_after(
+                result.retry_after, doc.interval, self.config.http.max_retry_after, now
+            )
+            # a little spread so the documents of one rate-limited host do not all return at
+            # the same second
+            spread = min(self.config.jitter, 0.1 * result.retry_after)
+            when += dt.timedelta(seconds=self._rng.uniform(0, spread))
+        else:
+            when = run_after_check(
+                _parse(row["started_at"]) if row else None,
+                started,
+                doc.interval,
+                now,
+                self._errors.get(doc.doc_id, 0),
+            ) + dt.timedelta(seconds=self._rng.uniform(0, self.config.jitter))
         with contextlib.suppress(JobLookupError):  # removed by a reload meanwhile
             self._scheduler.modify_job(doc.doc_id, next_run_time=when)
+            self._planned[doc.doc_id] = when
 
     def _apply(self, new: Config, why: str) -> None:
         from monitor.fetch import Fetcher
@@ -411,12 +519,13 @@ class Daemon:
             )
             new = new.model_copy(update={"database": str(old.database_path)})
         if new.http != old.http:
-            # Running checks keep the old client; it is closed when the daemon stops.
+            # Running checks keep the old client; it is closed as soon as none uses it.
             if self._fetcher is not None:
-                self._retired.append(self._fetcher)
-            if self._browser is not None:
-                self._retired.append(self._browser)
-            self._fetcher, self._browser = Fetcher(new.http), None
+                self._retire(self._fetcher)
+            self._fetcher = Fetcher(new.http, retry_after_wait=self.retry_after_wait)
+        if (new.http != old.http or new.chromium != old.chromium) and self._browser is not None:
+            self._retire(self._browser)
+            self._browser = None
         if new.max_checks != old.max_checks:
             log.warning("config reload: max_checks changes on restart (now %d)", old.max_checks)
         new_docs = {d.doc_id: d for d in new.documents}
@@ -425,6 +534,8 @@ class Daemon:
         changed = [d for i, d in new_docs.items() if i in self._docs and self._docs[i] != d]
         for doc_id in removed:
             self._scheduler.remove_job(doc_id)
+            self._planned.pop(doc_id, None)
+            self._errors.pop(doc_id, None)
         for doc in (*added, *changed):
             self._store.upsert_document(doc)
         retimed = (
@@ -445,6 +556,19 @@ class Daemon:
             len(removed),
             len(changed),
         )
+
+    def _retire(self, fetcher: Fetcher) -> None:
+        self._retired.append(fetcher)
+        if not self._users[fetcher]:
+            self._spawn(self._close_retired(fetcher))
+
+    async def _close_retired(self, fetcher: Fetcher) -> None:
+        if fetcher in self._retired:
+            self._retired.remove(fetcher)
+            try:
+                await fetcher.aclose()
+            except Exception:
+                log.exception("closing a replaced HTTP client / browser failed")
 
     def _stamp(self) -> tuple[float, int] | None:
         if not self.config.source:
@@ -478,15 +602,69 @@ class Daemon:
                 if self._stopping or doc is None:
                     return
                 self._running.add(task)
+                started = utcnow()
+                deadline = self.deadline or check_deadline(self.config, doc)
+                fetcher = self._fetcher_for(doc)
+                self._users[fetcher] += 1
                 try:
-                    result = await self._pipeline.check_one(doc, self._fetcher_for(doc))
+                    async with asyncio.timeout(deadline):
+                        result = await self._pipeline.check_one(doc, fetcher)
+                except TimeoutError:
+                    result = self._overran(doc, started, deadline)
                 finally:
                     self._running.discard(task)
+                    self._users[fetcher] -= 1
+                    if not self._users[fetcher]:
+                        del self._users[fetcher]
+                        if fetcher in self._retired:  # replaced by a reload meanwhile
+                            self._spawn(self._close_retired(fetcher))
             self.checks += 1
-            self._after_check(doc, result)
+            self._after_check(doc, result, started)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # Stopping: a check queued behind max_checks, or one cancelled after the grace
+            # period, wrote nothing and runs at the next start. Ending quietly keeps
+            # APScheduler from logging each one as a job that raised (with a traceback).
         finally:
             self._waiting.discard(task)
             self._checking.discard(doc_id)
+
+    def _overran(self, doc: DocumentConfig, started: dt.datetime, deadline: float) -> CheckResult:
+        """Record a check cancelled at its deadline. It was cancelled at an ``await``, and the
+        pipeline never awaits inside a transaction, so it left nothing half-written."""
+        from monitor.pipeline import CheckResult
+
+        assert self._store is not None
+        detail = f"check did not finish within {deadline:.0f} s"
+        log.warning("%s timeout (%s)", doc.doc_id, detail)
+        try:
+            self._store.record_fetch(
+                doc.doc_id,
+                started_at=started,
+                url=doc.url,
+                outcome=Outcome.TIMEOUT.value,
+                detail=detail,
+                duration_ms=round(deadline * 1000),
+            )
+        except Exception:
+            log.exception("could not record the timed-out check of %s", doc.doc_id)
+        return CheckResult(doc.doc_id, Outcome.TIMEOUT, detail=detail, duration=deadline)
+
+    async def _sweep(self) -> None:
+        """Tell the operator about documents that stopped being checked (health.sweep_stale)."""
+        from monitor import health
+
+        assert self._store is not None
+        try:
+            transitions = health.sweep_stale(
+                self._store, self.config, self._planned, now=self.clock()
+            )
+        except Exception:  # a health bug must not stop the watch
+            log.exception("stale-document sweep failed")
+            return
+        if any(t.delivery_id is not None for t in transitions):
+            self._spawn(self._outbox())
 
     def _fetcher_for(self, doc: DocumentConfig) -> Fetcher:
         assert self._fetcher is not None
@@ -495,10 +673,14 @@ class Daemon:
         if self._browser is None:
             from monitor.render import BrowserFetcher
 
-            self._browser = BrowserFetcher(self.config.http, executable_path=self.config.chromium)
+            self._browser = BrowserFetcher(
+                self.config.http,
+                executable_path=self.config.chromium,
+                retry_after_wait=self.retry_after_wait,
+            )
         return self._browser
 
-    def _after_check(self, doc: DocumentConfig, result: CheckResult) -> None:
+    def _after_check(self, doc: DocumentConfig, result: CheckResult, started: dt.datetime) -> None:
         from monitor import health, pages
 
         assert self._store is not None and self._pipeline is not None
@@ -519,7 +701,7 @@ class Daemon:
                 )
             except Exception:
                 log.exception("writing alert pages failed")
-        self._reschedule_after(doc)
+        self._reschedule_after(doc, result, started)
         if mail:
             self._spawn(self._outbox())
 

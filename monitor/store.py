@@ -213,6 +213,18 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE deliveries ADD COLUMN queued_at TEXT;
     """,
+    # the fetch log is read newest first by id (last good fetch, the health tail, status);
+    # (document_id, started_at) cannot give that order, so each of those reads sorted the
+    # document's whole history: 200,000 rows cost hundreds of ms per check.
+    """
+    CREATE INDEX fetches_document_id ON fetches(document_id, id);
+    """,
+    # the extraction settings a good fetch was read with (pipeline.extraction_key): when
+    # select / remove / render or the extractor change, the shortcuts that reuse the last
+    # good fetch (conditional GET, same body) would keep the old text until the page changes.
+    """
+    ALTER TABLE fetches ADD COLUMN extract_key TEXT;
+    """,
 ]
 
 
@@ -434,6 +446,63 @@ class Store:
         )
         return sha
 
+    def put_suspect_blob(
+        self,
+        doc_id: str,
+        data: bytes,
+        content_type: str | None = None,
+        now: dt.datetime | None = None,
+        *,
+        keep: int = 3,
+    ) -> str:
+        """Store the raw body of a suspect fetch of ``doc_id`` (call before recording it),
+        keeping only the latest ``keep`` different ones of the document.
+
+        A suspect body is kept to show what the site served instead of the policy; a captcha
+        page with a rotating nonce is a new body at every fetch and would otherwise add a blob
+        per fetch for as long as the site blocks us. A body that a version or another
+        document's fetch refers to is never deleted."""
+        sha = sha256_bytes(data)
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO blobs (sha256, data, size, content_type, first_seen) VALUES (?, ?, ?, ?, ?)",
+            (sha, zlib.compress(data, 6), len(data), content_type, iso(now or utcnow())),
+        )
+        if cur.rowcount:  # a new body: the oldest kept one may now be one too many
+            dropped = self._suspect_body_beyond(doc_id, sha, keep)
+            if dropped is not None and not self._blob_referenced(dropped, doc_id):
+                self.conn.execute("DELETE FROM blobs WHERE sha256 = ?", (dropped,))
+        return sha
+
+    def _suspect_body_beyond(self, doc_id: str, newest: str, keep: int) -> str | None:
+        """The (keep+1)-th different body among the document's suspect fetches, newest first
+        (``newest`` being the first): the one that falls out of the kept window. Older ones
+        fell out (and were deleted) when they were in that place."""
+        seen = [newest]
+        before: int | None = None
+        while True:
+            rows = self.query(
+                "SELECT id, body_sha256 FROM fetches WHERE document_id = ? AND outcome = "
+                "'suspect' AND body_sha256 IS NOT NULL AND id < ? ORDER BY id DESC LIMIT 200",
+                (doc_id, before if before is not None else 2**63 - 1),
+            )
+            for row in rows:
+                if row["body_sha256"] not in seen:
+                    seen.append(row["body_sha256"])
+                    if len(seen) > keep:
+                        return seen[keep]
+            if len(rows) < 200:
+                return None
+            before = rows[-1]["id"]
+
+    def _blob_referenced(self, sha: str, doc_id: str) -> bool:
+        return bool(
+            self.query_one("SELECT 1 FROM versions WHERE blob_sha256 = ? LIMIT 1", (sha,))
+            or self.query_one(
+                "SELECT 1 FROM fetches WHERE body_sha256 = ? AND document_id != ? LIMIT 1",
+                (sha, doc_id),
+            )
+        )
+
     def get_blob(self, sha: str) -> bytes:
         row = self.conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha,)).fetchone()
         if row is None:
@@ -558,6 +627,15 @@ class Store:
         return self.query_one(
             "SELECT * FROM fetches WHERE document_id = ? ORDER BY id DESC LIMIT 1", (doc_id,)
         )
+
+    def latest_fetch_starts(self) -> dict[str, str]:
+        """``started_at`` of the newest fetch row (by id) of every document that has one;
+        one index seek per document, however long the log."""
+        rows = self.query(
+            "SELECT d.id AS document_id, (SELECT started_at FROM fetches "
+            "WHERE document_id = d.id ORDER BY id DESC LIMIT 1) AS at FROM documents d"
+        )
+        return {r["document_id"]: r["at"] for r in rows if r["at"]}
 
     def last_good_fetch(self, doc_id: str) -> dict[str, Any] | None:
         """The last fetch that saw the current text: its validators and body hash are the ones

@@ -208,3 +208,36 @@ def test_sharded_pass_checks_every_document_once_and_keeps_hosts_together(tmp_pa
             assert all(r.outcome.value == "new_version" for r in results)
             assert store.query("SELECT count(*) AS n FROM versions")[0]["n"] == 6
         assert srv.hits["/p0"] == 1
+
+
+def test_reordered_attributes_and_whitespace_inside_text_are_no_change(
+    server: Any, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, server.url("/privacy"))
+    html = POLICY.format(
+        head="",
+        body_attrs=' lang="en" dir="ltr"',
+        main_attrs='class="policy" data-v="1"',
+        extra="",
+        tail="",
+    )
+    server.routes["/privacy"] = Route(200, {"Content-Type": "text/html; charset=utf-8"}, html)
+    assert check(config)["version"] == 1
+    churned = (
+        html.replace(' lang="en" dir="ltr"', ' dir="ltr"   lang="en"')
+        .replace(
+            '<main id="policy" class="policy" data-v="1">',
+            '<main data-v="1"\n  class="policy" id="policy">',
+        )
+        # the same words, wrapped, indented and spaced differently inside the text
+        .replace(
+            "such as your name and e-mail address",
+            "such\n      as  your name\tand\n e-mail   address",
+        )
+        .replace("<li>Profile information", "<li>\n    Profile   information")
+        .replace("to answer your questions.</p>", "to answer\n  your questions.\n  </p>")
+    )
+    assert churned.count("\n") > html.count("\n") and churned != html
+    server.routes["/privacy"] = Route(200, {"Content-Type": "text/html; charset=utf-8"}, churned)
+    again = check(config)
+    assert (again["outcome"], again["new_version"], again["version"]) == ("unchanged", False, 1)

@@ -103,3 +103,135 @@ def test_invalid_css_selector_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"invalid CSS selector 'main\[\['") as info:
         load_config(path)
     assert info.value.line == 4
+
+
+def test_duplicate_document_ids_name_the_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "documents:\n"
+        "  - platform: X\n    url: https://x.com/en/privacy\n"
+        "  - platform: Y\n    url: https://y.com/privacy\n"
+        "  - platform: X\n    url: https://x.com/fr/privacy\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(
+        f"{path}:6: documents.2: two documents have the id 'x/privacy-policy'"
+    )
+    assert "documents.0, line 2" in message
+    assert info.value.line == 6 and info.value.key == "documents.2"
+
+
+def test_duplicate_explicit_id_points_at_the_id_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "documents:\n"
+        "  - {platform: X, url: 'https://x.com/en/privacy'}\n"
+        "  - platform: Twitter\n    url: https://twitter.com/privacy\n    id: x/privacy-policy\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.line, info.value.key) == (5, "documents.1.id")
+
+
+@pytest.mark.parametrize("value", ["[a]", "{name: A}", "null", "''", "3"])
+def test_env_reference_that_is_not_a_name_is_a_config_error(value: str) -> None:
+    text = f"smtp:\n  host: mail.example.org\n  password: {{$env: {value}}}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "c.yaml")
+    assert info.value.line == 3
+    assert info.value.key == "smtp.password"
+    assert "needs the name of an environment variable" in str(info.value)
+
+
+def test_duplicate_yaml_keys_are_rejected_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "database: a.db\n"
+        "documents:\n"
+        "  - platform: X\n"
+        "    url: https://x.com/en/privacy\n"
+        "    select: main\n"
+        "    select: article\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}:6: duplicate key 'select' (first on line 5)"
+
+
+def test_duplicate_top_level_key_and_merge_keys() -> None:
+    with pytest.raises(ConfigError, match=r"duplicate key 'jitter' \(first on line 1\)") as info:
+        parse_config("jitter: 10\nmax_checks: 2\njitter: 20\n", "c.yaml")
+    assert info.value.line == 3
+    # keys brought in by a YAML merge key are meant to be overridden: not duplicates
+    config = parse_config(
+        "documents:\n"
+        "  - &base\n    platform: X\n    url: https://x.com/p\n    select: main\n"
+        "  - <<: *base\n    platform: Y\n"
+    )
+    assert [(d.doc_id, d.url) for d in config.documents] == [
+        ("x/privacy-policy", "https://x.com/p"),
+        ("y/privacy-policy", "https://x.com/p"),
+    ]
+
+
+@pytest.mark.parametrize(("key", "selector"), [("select", "main[["), ("remove", "a:has(")])
+def test_selector_errors_are_one_line(tmp_path: Path, key: str, selector: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"documents:\n  - platform: X\n    url: https://x.com/p\n    {key}: '{selector}'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:4: documents.0.{key}: invalid CSS selector {selector!r}: ")
+
+
+# The Open Terms Archive declarations config.yaml follows (pga-declarations, Google from
+# contrib-declarations): URL, select, and whether OTA executes the page's scripts.
+OTA = {
+    "x/privacy-policy": ("https://x.com/en/privacy", "main#twtr-main", "http"),
+    "x/terms-of-service": ("https://x.com/tos", "main#twtr-main", "http"),
+    "facebook/privacy-policy": (
+        "https://mbasic.facebook.com/privacy/policy/printable/",
+        "#root",
+        "browser",
+    ),
+    "instagram/privacy-policy": (
+        "https://privacycenter.instagram.com/policy",
+        ".xg6iff7",
+        "browser",
+    ),
+    "linkedin/privacy-policy": (
+        "https://www.linkedin.com/legal/privacy-policy",
+        "#component-container",
+        "http",
+    ),
+    "google/privacy-policy": (
+        "https://policies.google.com/privacy?hl=en-GB&gl=IE",
+        "div[role=article]",
+        "http",
+    ),
+    "reddit/privacy-policy": (
+        "https://www.redditinc.com/policies/privacy-policy",
+        "main",
+        "browser",
+    ),
+    "tiktok/privacy-policy": (
+        "https://www.tiktok.com/legal/page/eea/privacy-policy/en",
+        '[data-testid="policy-card"]',
+        "browser",
+    ),
+}
+
+
+def test_example_config_follows_the_open_terms_archive_declarations() -> None:
+    config = load_config(REPO / "config.yaml")
+    found = {d.doc_id: (d.url, d.select[0], d.render) for d in config.documents}
+    assert found == OTA

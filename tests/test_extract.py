@@ -377,9 +377,71 @@ def test_error_status_that_reached_extract() -> None:
 
 def test_error_phrase_in_title_of_a_long_page() -> None:
     ex = _ex(LONG_POLICY.replace("# Privacy Policy", "# Access Denied"))
-    assert suspect_reason(ex, status=200, previous_text=LONG_POLICY) == (
+    assert suspect_reason(ex, status=200, previous_text=None) == (
         "looks like an error page (access denied)"
     )
+    # the same words as the latest version, under whatever heading: that is the policy
+    assert suspect_reason(ex, status=200, previous_text=LONG_POLICY) is None
+
+
+SHORT_POLICY = """# Privacy notice
+
+We collect the name and e-mail address you type into our contact form, and the message you send us, to answer your question. We keep them for one year.
+
+Our contact form is protected by Google reCAPTCHA, which collects hardware and software information, such as device and application data, and sends it to Google for analysis. The use of reCAPTCHA is subject to the Google Privacy Policy and Terms of Use.
+
+Our website is served through Cloudflare, which processes your IP address to protect the site against attacks and to deliver it quickly. Cloudflare keeps logs for a few days.
+
+If something went wrong with your request, or if you want your data deleted, write to privacy@example.org. You can also complain to your data protection authority."""
+
+
+def test_short_real_policy_mentioning_recaptcha_and_cloudflare_is_not_suspect() -> None:
+    assert 600 < len(SHORT_POLICY) < 3000
+    assert (
+        suspect_reason(_ex(SHORT_POLICY, "Privacy notice"), status=200, previous_text=None) is None
+    )
+    edited = SHORT_POLICY.replace("one year", "two years")
+    assert suspect_reason(_ex(edited), status=200, previous_text=SHORT_POLICY) is None
+    # a vendor name in the heading is not a block page either, nor is the text without heading
+    titled = SHORT_POLICY.replace("# Privacy notice", "# reCAPTCHA and Cloudflare notice")
+    assert suspect_reason(_ex(titled), status=200, previous_text=None) is None
+    headless = SHORT_POLICY.split("\n\n", 1)[1]
+    assert suspect_reason(_ex(headless), status=200, previous_text=None) is None
+
+
+GOOGLE_SORRY = """About this page
+
+Our systems have detected unusual traffic from your computer network. This page checks to see if it's really you sending the requests, and not a robot.
+
+Why did this happen?
+
+This page appears when Google automatically detects requests coming from your computer network which appear to be in violation of the Terms of Service. The block will expire shortly after those requests stop. In the meantime, solving the above CAPTCHA will let you continue to use our services.
+
+This traffic may have been sent by malicious software, a browser plug-in, or a script that sends automated requests. If you share your network connection, ask your administrator for help: a different computer using the same IP address may be responsible.
+
+Sometimes you may be asked to solve the CAPTCHA if you are using advanced terms that robots are known to use, or sending requests very quickly.
+
+IP address: 192.0.2.1"""
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        (GOOGLE_SORRY, None),  # no telling title or heading: the page is mostly the message
+        (
+            "example.org\n\nChecking if the site connection is secure\n\nexample.org needs to "
+            "review the security of your connection before proceeding.",
+            "example.org",
+        ),
+        ("Please complete the reCAPTCHA below to continue.\n\nWhy am I seeing this?", None),
+        ("# Attention Required! | Cloudflare\n\nSorry, you have been blocked.", None),
+    ],
+)
+def test_real_block_pages_are_still_suspect(text: str, title: str | None) -> None:
+    for previous in (None, LONG_POLICY, SHORT_POLICY):
+        assert suspect_reason(_ex(text, title), status=200, previous_text=previous) == (
+            "looks like a captcha / bot check"
+        ), previous
 
 
 def test_big_shrink() -> None:

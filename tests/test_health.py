@@ -188,3 +188,141 @@ def test_check_decides_health_too(tmp_path: object) -> None:
     with Store(folder / "pm.db") as store:
         assert [p.problem for p in health.open_problems(store)[DOC]] == ["robots"]
         assert [m["recipient"] for m in health_mail(store)] == [OPERATOR]
+
+
+def test_a_site_whose_robots_txt_is_down_is_failing_from_start_to_end(tmp_path: object) -> None:
+    """A site that is down answers robots.txt with errors too: that is an outage (`failing`,
+    once, from the first failed fetch to the recovery), never a `robots` refusal."""
+    import asyncio
+    from pathlib import Path
+
+    from httpserver import Route, serve
+
+    from monitor.pipeline import Pipeline
+
+    folder = Path(str(tmp_path))
+    page = (
+        "<main><h1>Example Privacy Policy</h1>"
+        + "<p>We collect the name and e-mail address you give us when you sign up.</p>" * 6
+        + "</main>"
+    )
+    ok = Route(200, {"Content-Type": "text/html"}, page)
+    down = Route(503, {"Content-Type": "text/plain"}, "down for maintenance")
+    with serve({"/robots.txt": (404, {}, ""), "/privacy": ok}) as srv:
+        config = parse_config(
+            f"database: {folder / 'pm.db'}\noperator: {OPERATOR}\n"
+            "health:\n  failing_for: 1h\nhttp:\n  per_host_delay: 0\n  retries: 0\n"
+            f"documents:\n  - platform: Example\n    url: {srv.url('/privacy')}\n"
+        )
+        # robots.txt down, then the page down behind a good robots.txt, then robots.txt down
+        # again: one outage of four hours
+        plan = [
+            (None, ok),
+            (down, ok),
+            (down, ok),
+            ((404, {}, ""), down),
+            (down, down),
+            ((404, {}, ""), ok),
+        ]
+        transitions: list[health.Transition] = []
+        outcomes = []
+        with Store(config.database_path) as store:
+            for step, (robots, privacy) in enumerate(plan):
+                when = T0 + dt.timedelta(hours=step)
+                if robots is not None:
+                    srv.routes["/robots.txt"] = robots
+                srv.routes["/privacy"] = privacy
+                # a new pipeline per check: no robots.txt cached from the previous one
+                pipeline = Pipeline(config, store, clock=lambda when=when: when)
+                (result,) = asyncio.run(pipeline.check(config.documents))
+                outcomes.append((result.outcome.value, result.detail or ""))
+                transitions += health.update(store, config, [DOC], now=when)
+            mail = health_mail(store)
+    assert [o for o, _ in outcomes] == [
+        "new_version",
+        "http_error",
+        "http_error",
+        "http_error",
+        "http_error",
+        "same_body",
+    ]
+    assert outcomes[1][1].startswith("robots.txt unreachable: HTTP 503")
+    assert not outcomes[3][1].startswith("robots.txt")  # the page itself answered 503
+    assert [(t.problem, t.kind, t.started_at) for t in transitions] == [
+        ("failing", "started", "2025-03-01T13:00:00Z"),
+        ("failing", "recovered", "2025-03-01T13:00:00Z"),
+    ]
+    assert len(mail) == 2
+    assert "robots.txt disallows" not in str(mail[0]["body_text"])
+
+
+# --- stale: a document that stopped being checked ---------------------------------------------
+
+HOURLY = parse_config(
+    f"operator: {OPERATOR}\njitter: 60\n"
+    "documents:\n  - platform: Example\n    url: https://example.org/privacy\n    interval: 1h\n"
+)
+
+
+def _fetched(store: Store, when: dt.datetime) -> None:
+    store.record_fetch(DOC, started_at=when, url="https://example.org/privacy", outcome="unchanged")
+
+
+def test_a_document_without_fetches_for_three_intervals_is_stale_once(store: Store) -> None:
+    store.upsert_document(HOURLY.documents[0])
+    _fetched(store, T0)
+    planned = {DOC: T0 + dt.timedelta(hours=1)}
+
+    def sweep(after: dt.timedelta) -> list[tuple[str, str]]:
+        found = health.sweep_stale(store, HOURLY, planned, now=T0 + after)
+        return [(t.problem, t.kind) for t in found]
+
+    assert sweep(dt.timedelta(hours=2)) == []  # late, not yet stale
+    assert sweep(dt.timedelta(hours=3, seconds=59)) == []  # jitter included
+    assert sweep(dt.timedelta(hours=3, seconds=61)) == [("stale", "started")]
+    assert sweep(dt.timedelta(hours=4)) == []  # one alert, not one per sweep
+    (problem,) = health.open_problems(store)[DOC]
+    assert (problem.problem, problem.started_at) == ("stale", "2025-03-01T12:00:00Z")
+    assert "no fetch since 2025-03-01T12:00:00Z" in (problem.detail or "")
+    # a fetch lands (a `check` from cron, the daemon unstuck): the next sweep says so
+    _fetched(store, T0 + dt.timedelta(hours=4, minutes=5))
+    assert sweep(dt.timedelta(hours=4, minutes=6)) == [("stale", "recovered")]
+    mail = health_mail(store)
+    assert [str(m["subject"]).split("health: ", 1)[1] for m in mail] == [
+        f"{DOC}: stale since 2025-03-01T12:00:00Z",
+        f"{DOC}: recovered from stale after 4.1 h",
+    ]
+    assert "has not checked this document" in str(mail[0]["body_text"])
+
+
+def test_a_check_that_lands_ends_a_stale_episode(store: Store) -> None:
+    store.upsert_document(HOURLY.documents[0])
+    _fetched(store, T0)
+    later = T0 + dt.timedelta(hours=5)
+    assert health.sweep_stale(store, HOURLY, {}, now=later)[0].kind == "started"
+    _fetched(store, later + dt.timedelta(minutes=1))
+    recovered = health.update(store, HOURLY, [DOC], now=later + dt.timedelta(minutes=1))
+    assert [(t.problem, t.kind) for t in recovered] == [("stale", "recovered")]
+    assert health.open_problems(store) == {}
+
+
+def test_a_deferred_run_is_not_stale_before_it_is_due(store: Store) -> None:
+    # the daemon planned the next run five hours out (a Retry-After, an error backoff)
+    store.upsert_document(HOURLY.documents[0])
+    _fetched(store, T0)
+    planned = {DOC: T0 + dt.timedelta(hours=5)}
+    assert health.sweep_stale(store, HOURLY, planned, now=T0 + dt.timedelta(hours=6)) == []
+    late = health.sweep_stale(store, HOURLY, planned, now=T0 + dt.timedelta(hours=7, minutes=2))
+    assert [t.kind for t in late] == ["started"]
+
+
+def test_a_document_never_fetched_is_stale_after_its_planned_run(store: Store) -> None:
+    store.upsert_document(HOURLY.documents[0])
+    planned = {DOC: T0}
+    assert health.sweep_stale(store, HOURLY, planned, now=T0 + dt.timedelta(hours=2)) == []
+    (started,) = health.sweep_stale(
+        store, HOURLY, planned, now=T0 + dt.timedelta(hours=2, minutes=2)
+    )
+    assert started.detail == "never fetched; due since 2025-03-01T12:00:00Z"
+    # nothing planned and nothing fetched (not the daemon's document): nothing to say
+    assert health.sweep_stale(store, HOURLY, {}, now=T0 + dt.timedelta(days=9)) == []

@@ -15,7 +15,7 @@ import pytest
 from httpserver import serve
 
 from monitor.config import Config, parse_config
-from monitor.models import Outcome
+from monitor.models import FetchResult, Outcome
 from monitor.pipeline import Pipeline
 from monitor.render import INSTALL_HINT, find_chromium
 from monitor.store import Store
@@ -117,3 +117,63 @@ def test_http_documents_never_import_playwright(tmp_path: Path) -> None:
         assert srv.hits["/privacy"] == 1
     assert out[0] != "error"
     assert out[1] == "[]"
+
+
+def _chromium_browsers_started_by_us() -> list[int]:
+    """Pids of the Chromium browser processes below this test process (not their renderer
+    and GPU children, and nobody else's Chromium)."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        names[pid] = cmdline
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    def is_chromium(pid: int) -> bool:
+        return "chrom" in Path(names.get(pid, "")).name
+
+    return [p for p in names if is_chromium(p) and not is_chromium(parents[p]) and ours(p)]
+
+
+@pytest.mark.browser
+@needs_browser
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_killed_chromium_is_replaced_at_the_next_fetch() -> None:
+    import signal
+
+    from monitor.config import HttpSettings
+    from monitor.render import BrowserFetcher
+
+    async def scenario(url: str) -> tuple[list[FetchResult], int]:
+        fetcher = BrowserFetcher(HttpSettings(per_host_delay=0, retries=0, timeout=20))
+        try:
+            first = await fetcher.fetch(url)
+            browsers = _chromium_browsers_started_by_us()
+            for pid in browsers:
+                os.kill(pid, signal.SIGKILL)  # as the OOM killer would
+            second = await fetcher.fetch(url)
+            third = await fetcher.fetch(url)
+        finally:
+            await fetcher.aclose()
+        return [first, second, third], len(browsers)
+
+    with serve({"/privacy": (200, HTML, JS_PAGE)}) as srv:
+        results, killed = asyncio.run(scenario(srv.url("/privacy")))
+    assert killed == 1
+    for result in results:
+        assert result.outcome is None, result.error
+        assert result.text is not None and "Scripted Privacy Policy" in result.text

@@ -93,3 +93,19 @@ def test_touch_version_only_moves_last_seen_forward(store: Store) -> None:
     store.touch_version(v.id, T0 + dt.timedelta(days=3))
     store.touch_version(v.id, T0 + dt.timedelta(days=1))
     assert store.version_by_id(v.id).last_seen == "2024-03-04T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM fetches WHERE document_id = ? ORDER BY id DESC LIMIT 50",
+        "SELECT * FROM fetches WHERE document_id = ? AND outcome IN "
+        "('new_version', 'unchanged', 'same_body', 'not_modified') ORDER BY id DESC LIMIT 1",
+    ],
+)
+def test_the_newest_fetches_of_a_document_are_read_through_an_index(store: Store, sql: str) -> None:
+    # A long-running daemon's history must not be sorted on every check (see
+    # bench/bench_fetch_log.py): the plan walks fetches(document_id, id) backwards.
+    plan = " ".join(r["detail"] for r in store.query("EXPLAIN QUERY PLAN " + sql, ("x",)))
+    assert "fetches_document_id" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
