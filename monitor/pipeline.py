@@ -225,6 +225,10 @@ class Pipeline:
         fetcher: Fetcher | None = None,
     ) -> list[CheckResult]:
         """Check documents concurrently (the fetcher enforces per-host limits)."""
+        unknown = [d for d in docs if d.doc_id not in self._known_docs]
+        if unknown:  # one transaction for all, not one commit per document in check_one
+            self.store.upsert_documents(unknown)
+            self._known_docs.update(d.doc_id for d in unknown)
         own = fetcher is None
         f = fetcher or Fetcher(self.config.http, transport=self.transport)
         limit = asyncio.Semaphore(self.config.http.max_concurrency)
