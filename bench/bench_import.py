@@ -20,13 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from monitor.backfill import import_tree
-from monitor.config import default_config
-from monitor.pipeline import Pipeline
-from monitor.report import collect, to_json, write_report
-from monitor.store import Store
+REPO = Path(__file__).resolve().parents[1]
+# Measure this checkout, not whatever copy of the package happens to be installed.
+sys.path.insert(0, str(REPO))
 
-CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / "versions"
+from monitor.backfill import import_tree  # noqa: E402
+from monitor.config import default_config  # noqa: E402
+from monitor.pipeline import Pipeline  # noqa: E402
+from monitor.report import collect, to_json, write_report  # noqa: E402
+from monitor.store import Store  # noqa: E402
+
+CORPUS = REPO / ".." / "shared" / "corpus" / "versions"
 
 
 def _size(path: Path) -> int:
