@@ -412,7 +412,10 @@ class _Similarity:
         la, lb = len(a), len(b)
         if not la or not lb:
             return 1.0 if la == lb else 0.0
-        if _filtered_out(la, lb, self._old_sets[i], self._new_sets[j], floor):
+        if 2.0 * min(la, lb) / (la + lb) < floor:
+            return 0.0
+        sa, sb = self._old_sets[i], self._new_sets[j]
+        if 2.0 * len(sa & sb) / (len(sa) + len(sb)) < floor - self._SET_MARGIN:
             return 0.0
         sm = self._matchers.get(j)
         if sm is None:
@@ -423,15 +426,6 @@ class _Similarity:
             return 0.0
         r = sm.ratio()
         return r if r >= floor else 0.0
-
-
-def _filtered_out(la: int, lb: int, sa: frozenset[str], sb: frozenset[str], floor: float) -> bool:
-    """The cheap filters of :meth:`_Similarity.ratio` for two non-empty units (``la``/``lb``
-    words, ``sa``/``sb`` word sets): True when the ratio is certainly below ``floor``.
-    (:func:`_pair_in_hunk`, the hottest loop, repeats them inline.)"""
-    if 2.0 * min(la, lb) / (la + lb) < floor:
-        return True
-    return 2.0 * len(sa & sb) / (len(sa) + len(sb)) < floor - _Similarity._SET_MARGIN
 
 
 def _pair_moves(
@@ -467,8 +461,11 @@ def _pair_moves(
     # Near matches: any pair at >= MOVED_THRESHOLD shares most words, so it shares at least one
     # of the rarest words of the inserted unit; looking only there keeps this near-linear.
     df: Counter[str] = Counter()
+    old_len: dict[int, int] = {}
+    old_set: dict[int, frozenset[str]] = {}
     for i in hunk_of_old:
-        df.update(sim.old_set(i))
+        old_len[i], old_set[i] = len(sim.old_words(i)), sim.old_set(i)
+        df.update(old_set[i])
     # Per inserted unit, its (at most 3) rarest words that are rare enough to look up: a
     # word in more than _MAX_CANDIDATES old units stops the search (all the unit's words are
     # common: it is boilerplate, not a moved clause), and so do the rarer-first ones after it.
@@ -480,19 +477,25 @@ def _pair_moves(
     wanted = {w for _, words in lookups for w in words}
     index: dict[str, list[int]] = defaultdict(list)  # only the words looked up
     for i in hunk_of_old:
-        for w in sim.old_set(i) & wanted:
+        for w in old_set[i] & wanted:
             index[w].append(i)
+    # ratio()'s length and word-set filters, inline as in _pair_in_hunk (both units have the
+    # word w: neither is empty, so the filters apply as they are).
+    floor, set_floor = MOVED_THRESHOLD, MOVED_THRESHOLD - _Similarity._SET_MARGIN
     for j, rare in lookups:
         words = sim.new_set(j)
-        lb, nj = len(sim.new_words(j)), new[j]
+        lb, n_words, nj = len(sim.new_words(j)), len(words), new[j]
         seen: set[int] = set()
         for w in rare:
             for i in index[w]:
                 if i in seen or old[i] == nj:
                     continue
                 seen.add(i)
-                # Both units have a word (w): neither is empty, so the filters apply as is.
-                if _filtered_out(len(sim.old_words(i)), lb, sim.old_set(i), words, MOVED_THRESHOLD):
+                la = old_len[i]
+                if 2.0 * (la if la < lb else lb) / (la + lb) < floor:
+                    continue
+                sa = old_set[i]
+                if 2.0 * len(sa & words) / (len(sa) + n_words) < set_floor:
                     continue
                 r = sim.ratio(i, j, MOVED_THRESHOLD)
                 if r:
@@ -527,7 +530,8 @@ def _pair_in_hunk(
     # Similar pairs are few, so the chain is computed over them only (sparse weighted LCS).
     cands: list[tuple[int, int, float]] = []
     # ratio()'s length and word-set filters, inline: ~95% of the pairs stop there, and the
-    # calls were most of the cost of this loop. Same expressions, so the same answers.
+    # calls were most of the cost of this loop. Same expressions as in ratio(), so the same
+    # answers (keep them in step).
     floor, set_floor = MODIFIED_THRESHOLD, MODIFIED_THRESHOLD - _Similarity._SET_MARGIN
     ins_len = [len(sim.new_words(j)) for j in ins]
     ins_set = [sim.new_set(j) for j in ins]

@@ -250,6 +250,10 @@ class Fetcher:
             attempt.status = response.status_code
             attempt.headers = response.headers
             if response.status_code == 304:
+                # A 304 has no body, but closing a response that was not read closes its
+                # connection: read the nothing, and the connection goes back to the pool
+                # (else every conditional GET of a pass opened a new one).
+                await response.aread()
                 attempt.outcome = Outcome.NOT_MODIFIED
                 return
             if response.status_code >= 300:
