@@ -20,7 +20,9 @@ Two server modes, both measured by default:
 
 urlwatch 2.29 is pip-installed into a throwaway venv (or ``--urlwatch-venv DIR`` reuses one),
 keeps its default 10 worker threads and, by default, no filter (it compares raw HTML: its
-cheapest setting, hence the strict comparison). policy-monitor runs the installed command with
+cheapest setting, hence the strict comparison). policy-monitor runs as ``sys.executable -m
+monitor`` with ``PYTHONPATH`` set to the repository this script lives in, so it measures that
+checkout's code (not whatever the ``policy-monitor`` console script was installed from), with
 ``per_host_delay: 0``, ``retries: 0`` and ``select: main``, at each ``--per-host-concurrency``
 (``max_concurrency`` stays at its default 32).
 
@@ -472,15 +474,33 @@ print(json.dumps({"summary": {"outcomes": counts}, "documents": [r.to_dict() for
 """
 
 
+# The checkout this script belongs to: its ``monitor`` package is the one measured.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _repo_env() -> dict[str, str]:
+    """The environment with this checkout first on ``sys.path`` (an editable install of
+    another worktree would otherwise be imported)."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
+
+
 class PolicyMonitor:
     name = "policy-monitor"
 
     def __init__(self, workdir: Path, server: Server, n: int) -> None:
         self.workdir = workdir
-        # The console script next to this interpreter: a pyenv shim on PATH would add ~0.4 s
-        # of bash to every run.
-        exe = Path(sys.executable).parent / "policy-monitor"
-        self.base_cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "monitor"]
+        # The interpreter itself, not the console script on PATH (a pyenv shim would add
+        # ~0.4 s of bash to every run, and the script imports the installed package).
+        self.base_cmd = [sys.executable, "-m", "monitor"]
+        self.env = _repo_env()
+        where = subprocess.run(
+            [sys.executable, "-c", "import monitor; print(monitor.__file__)"],
+            env=self.env, cwd=workdir, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        if not Path(where).is_relative_to(REPO):
+            raise SystemExit(f"the child imports {where}, not this checkout's code ({REPO})")
+        print(f"policy-monitor code measured: {Path(where).parent}", flush=True)
         self.n = n
         docs = "".join(
             f"  - platform: site-{i + 1:04d}\n    url: {server.url(i)}\n    select: main\n"
@@ -509,7 +529,7 @@ class PolicyMonitor:
             cmd = [sys.executable, "-c", _FAST_WARM_UP, str(self.config(per_host_concurrency))]
         else:
             cmd = [*self.base_cmd, *self.args(per_host_concurrency)]
-        run = measure(cmd, None, self.workdir)
+        run = measure(cmd, self.env, self.workdir)
         if run.returncode != 0:
             raise RuntimeError(
                 f"policy-monitor check exited {run.returncode}:\n{_tail(run.stderr)}"
@@ -681,7 +701,7 @@ def profile(pm: PolicyMonitor, phc: int, out: Path) -> None:
     import pstats
 
     cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "monitor", *pm.args(phc)]
-    run = measure(cmd, None, pm.workdir)
+    run = measure(cmd, pm.env, pm.workdir)
     print(f"\ncProfile of one unchanged run ({run.wall:.2f} s wall under the profiler): {out}")
     for key in ("cumulative", "tottime"):
         pstats.Stats(str(out)).sort_stats(key).print_stats(25)

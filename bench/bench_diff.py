@@ -23,10 +23,14 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from monitor.diff import diff_texts, split_units
-from monitor.models import DiffResult
+REPO = Path(__file__).resolve().parents[1]
+# Measure this checkout, not whatever copy of the package happens to be installed.
+sys.path.insert(0, str(REPO))
 
-CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
+from monitor.diff import diff_texts, split_units  # noqa: E402
+from monitor.models import DiffResult  # noqa: E402
+
+CORPUS = REPO / ".." / "shared" / "corpus"
 
 
 def _crude_markdown(md: str) -> str:

@@ -167,17 +167,26 @@ class _Prepared:
 
 
 def _prepare_run(
-    paths: Sequence[Path], before: Path | None, packs: Sequence[RulePack] | None = None
+    paths: Sequence[Path],
+    before: Path | None,
+    packs: Sequence[RulePack] | None = None,
+    known_sha: str | None = None,
 ) -> list[_Prepared]:
     """Extract, analyse and diff consecutive files of one document (``before`` is the file
-    preceding the run, for the first diff)."""
+    preceding the run, for the first diff; ``known_sha`` the sha256 of the document's latest
+    stored text, which needs no analysis)."""
     from monitor.analyse import analyse_text
-    from monitor.diff import diff_texts
+    from monitor.diff import diff_units, split_units
 
     previous: str | None = None
+    previous_sha: str | None = None
+    # The units of ``previous`` once split: each text is the new side of one diff and the
+    # old side of the next, and splitting it twice was a fifth of the diff time.
+    previous_units: list[str] | None = None
     if before is not None:
         try:
             previous = _read(before).text
+            previous_sha = sha256_text(previous)
         except (OSError, MonitorError):
             previous = None
     out: list[_Prepared] = []
@@ -188,13 +197,20 @@ def _prepare_run(
             out.append(_Prepared(path, error=str(exc)))
             continue
         prepared = _Prepared(path, extracted, sha256_text(extracted.text))
-        if previous is None or sha256_text(previous) != prepared.sha:
-            # An unchanged file needs neither: the main process only moves last_seen.
+        units: list[str] | None = None
+        if previous_sha != prepared.sha and prepared.sha != known_sha:
+            # An unchanged file needs neither (the main process only moves last_seen), nor
+            # does the text the document already has as its latest version (a re-import).
             prepared.analysis = analyse_text(extracted.text, packs)
             if previous is not None:
-                prepared.base_sha = sha256_text(previous)
-                prepared.change_summary = diff_texts(previous, extracted.text).counts()
-        previous = extracted.text
+                if previous_units is None:
+                    previous_units = split_units(previous)
+                units = split_units(extracted.text)
+                prepared.base_sha = previous_sha
+                # The counts only: the change record does not keep the word-level diffs.
+                prepared.change_summary = diff_units(previous_units, units, word_ops=False).counts()
+        if previous_sha != prepared.sha:
+            previous, previous_sha, previous_units = extracted.text, prepared.sha, units
         out.append(prepared)
     return out
 
@@ -253,6 +269,7 @@ def import_tree(
 
     todo: list[int] = []
     latest_seen: dict[str, str | None] = {}
+    latest_sha: dict[str, str | None] = {}  # of each document's stored latest text
     for i, file in enumerate(files):
         doc_id = file.doc_id
         if doc_id not in latest_seen:
@@ -264,8 +281,9 @@ def import_tree(
                 now=file.seen_at,
             )
             result.documents.add(doc_id)
-            head = store.latest_version(doc_id)
-            latest_seen[doc_id] = head.first_seen if head else None
+            head = store.latest_version_head(doc_id)
+            latest_seen[doc_id] = head["first_seen"] if head else None
+            latest_sha[doc_id] = head["sha256"] if head else None
         seen = latest_seen[doc_id]
         if seen is not None and seen > iso(file.seen_at):
             # Already imported (or older than what a live check stored): never re-analysed.
@@ -286,7 +304,9 @@ def import_tree(
     if workers <= 1:
         packs = pipeline.packs
         for indices, before in runs:
-            consume(indices, _prepare_run([files[i].path for i in indices], before, packs))
+            paths = [files[i].path for i in indices]
+            known = latest_sha[files[indices[0]].doc_id]
+            consume(indices, _prepare_run(paths, before, packs, known))
     else:
         import multiprocessing
 
@@ -296,7 +316,8 @@ def import_tree(
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_warm_up) as pool:
             for indices, before in runs:
                 paths = [files[i].path for i in indices]
-                window.append((indices, pool.submit(_prepare_run, paths, before)))
+                known = latest_sha[files[indices[0]].doc_id]
+                window.append((indices, pool.submit(_prepare_run, paths, before, None, known)))
                 if len(window) >= 2 * workers + 2:
                     done_indices, future = window.popleft()
                     consume(done_indices, future.result())

@@ -12,16 +12,18 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from monitor import __version__
 from monitor.config import Config, default_config, load_config
 from monitor.errors import MonitorError
 from monitor.store import Store
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,7 +74,25 @@ def _handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# rich is imported where output is made, not at the top: `check --json` (what scripts run
+# every few minutes) never needs it, and importing it costs ~80 ms of CPU.
+
+
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _table(**options: Any) -> Table:
+    from rich.table import Table
+
+    return Table(**options)
+
+
 def _stdout_console() -> Console:
+    from rich.console import Console
+
     # Piped output is read by people in pagers and logs too: do not squeeze tables to 80 columns.
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -128,13 +148,12 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
     config = app.config
     if not config.documents:
         raise MonitorError("the config lists no documents: add some under 'documents:'")
-    err = Console(stderr=True)
     with app.store() as store:
         pipeline = Pipeline(config, store)
         selected = pipeline.select(docs)
         _warn_without_base_url(config, store)
-        show_progress = err.is_terminal and not as_json
-        if show_progress:
+        err = None if as_json else _stderr_console()
+        if err is not None and err.is_terminal:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -186,7 +205,7 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
             )
         )
         return
-    table = Table(title=None, show_edge=False)
+    table = _table(title=None, show_edge=False)
     for col in ("document", "outcome", "new version", "version", "AI training", "detail"):
         table.add_column(col)
     for r in results:
@@ -253,7 +272,7 @@ def history(app: AppContext, doc: str, as_json: bool) -> None:
             )
         )
         return
-    table = Table(show_edge=False)
+    table = _table(show_edge=False)
     for col in ("#", "first seen", "last seen", "effective", "chars", "sha256", "AI training"):
         table.add_column(col)
     for v in versions:
@@ -355,7 +374,7 @@ def alerts_cmd(app: AppContext, as_json: bool, doc_id: str | None, limit: int) -
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False))
         return
-    table = Table(show_edge=False)
+    table = _table(show_edge=False)
     for col in ("#", "date", "document", "type", "severity", "summary"):
         table.add_column(col)
     for r in rows:
@@ -525,7 +544,7 @@ def status(app: AppContext, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False))
         return
-    table = Table(show_edge=False)
+    table = _table(show_edge=False)
     for col in ("document", "last fetch", "outcome", "failures", "version", "next run", "health"):
         table.add_column(col)
     for r in rows:
@@ -569,7 +588,7 @@ def import_dir(app: AppContext, path: str, notify_: bool, workers: int, as_json:
     from monitor.backfill import HistoryFile, import_tree
     from monitor.pipeline import Pipeline
 
-    err = Console(stderr=True)
+    err = _stderr_console()
     with app.store() as store:
         pipeline = Pipeline(app.config, store, notify=notify_)
         if err.is_terminal and not as_json:
@@ -974,7 +993,7 @@ def rules_list(as_json: bool, rule_paths: tuple[str, ...]) -> None:
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table(show_edge=False)
+    table = _table(show_edge=False)
     for col in ("pack", "engine", "category", "severity", "languages", "rules", "examples"):
         table.add_column(col)
     for r in rows:

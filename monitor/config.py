@@ -64,6 +64,13 @@ def _as_list(value: Any) -> Any:
 
 SelectorList = Annotated[list[str], BeforeValidator(_as_list)]
 
+# Selectors that are certainly valid CSS: compound selectors of a type (or *), #ids and
+# .classes, joined by descendant / child combinators and commas, e.g. ``main``,
+# ``div#content > article.policy``, ``nav, footer``. Anything else goes to soupsieve.
+_IDENT = r"-?[A-Za-z_][A-Za-z0-9_-]*"
+_COMPOUND = rf"(?:(?:{_IDENT}|\*)(?:[#.]{_IDENT})*|(?:[#.]{_IDENT})+)"
+_SIMPLE_SELECTOR = re.compile(rf"\s*{_COMPOUND}(?:(?:\s*[>,]\s*|\s+){_COMPOUND})*\s*")
+
 
 class DuplicateIdError(ValueError):
     """Two documents share an id; carries both positions so the error can name the lines."""
@@ -117,9 +124,11 @@ class DocumentConfig(_Strict):
     @field_validator("select", "remove")
     @classmethod
     def _valid_selectors(cls, v: list[str]) -> list[str]:
-        import soupsieve
-
         for selector in v:
+            if _SIMPLE_SELECTOR.fullmatch(selector):
+                continue  # plainly valid: importing soupsieve costs more than a whole check
+            import soupsieve
+
             try:
                 soupsieve.compile(selector)
             except Exception as exc:  # soupsieve raises several kinds

@@ -18,6 +18,8 @@ Everything here is pure: no I/O, no global state.
 from __future__ import annotations
 
 import difflib
+import heapq
+import itertools
 import re
 import time
 from collections import Counter, defaultdict
@@ -31,8 +33,10 @@ from jinja2 import Environment, PackageLoader
 from monitor.models import ChangeKind, DiffResult, UnitChange
 
 __all__ = [
+    "diff_counts",
     "diff_texts",
     "diff_to_json",
+    "diff_units",
     "diff_view",
     "render_html",
     "render_text",
@@ -131,27 +135,22 @@ def split_units(text: str) -> list[str]:
     except after common abbreviations (``e.g.``, ``Inc.``, ``Art.`` ...), dotted initials
     (``U.S.``) and a lone enumerator (``1.``, ``a.``).
     """
-    return [u.text for u in _units(text)]
-
-
-@dataclass(slots=True, frozen=True)
-class _Unit:
-    text: str
-    block: int  # index of the block the unit comes from
-
-
-def _units(text: str) -> list[_Unit]:
-    out: list[_Unit] = []
-    for b, raw in enumerate(_blocks(text)):
-        if raw.startswith("#"):
-            out.append(_Unit(raw, b))
-            continue
-        out.extend(_Unit(s, b) for s in _sentences(raw))
+    out: list[str] = []
+    for raw in _blocks(text):
+        if raw.startswith("#") or len(raw) < _MIN_SPLIT:
+            out.append(raw)
+        else:
+            out.extend(_sentences(raw))
     return out
 
 
 def _blocks(text: str) -> Iterator[str]:
     for raw in _BLOCK_SEP.split(text.strip()):
+        if "\n" not in raw:  # the usual block, one line: the loop below, without the loop
+            line = " ".join(raw.split())
+            if line:
+                yield line
+            continue
         # Tolerate list items and headings on consecutive lines without the blank line; a
         # heading is always one line.
         current: list[str] = []
@@ -169,8 +168,12 @@ def _blocks(text: str) -> Iterator[str]:
             yield " ".join(current)
 
 
+# Blocks shorter than this are one unit.
+_MIN_SPLIT = 40
+
+
 def _sentences(block: str) -> list[str]:
-    if len(block) < 40:
+    if len(block) < _MIN_SPLIT:
         return [block]
     out: list[str] = []
     start = 0
@@ -254,23 +257,28 @@ def _align(old: Sequence[str], new: Sequence[str]) -> list[tuple[int, int]]:
     table: dict[str, str] = {}
     n_codes = 0
     owners: tuple[list[int], list[int]] = ([], [])  # unit index of every encoded character
+    starts: tuple[list[int], list[int]] = ([], [])  # offset of every unit's code
     encoded: list[str] = []
-    for units, owner in zip((old, new), owners, strict=True):
+    for units, owner, start in zip((old, new), owners, starts, strict=True):
         parts = []
+        pos = 0
         for idx, u in enumerate(units):
             code = table.get(u)
             if code is None:
                 weight = min(_MAX_WEIGHT, 1 + len(u) // _WEIGHT_CHARS)
                 if n_codes + weight > _MAX_CODES:
                     weight = 1  # absurdly many distinct units: alignment stays correct, unweighted
-                code = table[u] = "".join(_char(n_codes + t) for t in range(weight))
+                code = table[u] = _codes(n_codes, weight)
                 n_codes += weight
             parts.append(code)
             owner.extend([idx] * len(code))
+            start.append(pos)
+            pos += len(code)
+        start.append(pos)
         encoded.append("".join(parts))
     a, b = encoded
     blocks: list[tuple[int, int, int]] | None = None
-    if _differing_chars(a, b) <= _DMP_MAX_DIFF:
+    if _differing_chars(old, new, table) <= _DMP_MAX_DIFF:
         dmp = diff_match_patch()
         dmp.Diff_Timeout = ALIGN_TIMEOUT
         deadline = time.time() + ALIGN_TIMEOUT
@@ -280,13 +288,33 @@ def _align(old: Sequence[str], new: Sequence[str]) -> list[tuple[int, int]]:
     if blocks is None:
         sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
         blocks = [(m.a, m.b, m.size) for m in sm.get_matching_blocks()]
-    return _equal_pairs(blocks, owners, table, old)
+    return _equal_pairs(blocks, owners, starts, table, old)
 
 
-def _differing_chars(a: str, b: str) -> int:
-    """A lower bound of the edit distance: characters not shared as a multiset."""
-    shared = sum((Counter(a) & Counter(b)).values())
-    return len(a) + len(b) - 2 * shared
+# The code characters in order (see _char), sliced for the weighted codes of the first units:
+# building each code character by character was a large part of an alignment.
+_ALPHABET = "".join(map(chr, range(0x100, 0xD800)))
+
+
+def _codes(n: int, weight: int) -> str:
+    """The code of the unit whose characters start at number ``n``: ``weight`` characters."""
+    if n + weight <= len(_ALPHABET):
+        return _ALPHABET[n : n + weight]
+    return "".join(_char(n + t) for t in range(weight))
+
+
+def _differing_chars(old: Sequence[str], new: Sequence[str], table: dict[str, str]) -> int:
+    """A lower bound of the edit distance of the encoded texts: characters not shared as a
+    multiset. Counted per distinct unit (its code characters occur nowhere else), which is
+    the same number as counting characters, for a fraction of the work."""
+    count_old, count_new = Counter(old), Counter(new)
+    total = 0
+    for u, n in count_old.items():
+        total += len(table[u]) * abs(n - count_new.get(u, 0))
+    for u, n in count_new.items():
+        if u not in count_old:
+            total += len(table[u]) * n
+    return total
 
 
 def _dmp_blocks(diffs: Sequence[tuple[int, str]]) -> list[tuple[int, int, int]]:
@@ -308,17 +336,24 @@ def _dmp_blocks(diffs: Sequence[tuple[int, str]]) -> list[tuple[int, int, int]]:
 def _equal_pairs(
     blocks: Sequence[tuple[int, int, int]],
     owners: tuple[list[int], list[int]],
+    starts: tuple[list[int], list[int]],
     table: dict[str, str],
     old: Sequence[str],
 ) -> list[tuple[int, int]]:
     # A unit is equal only when all its characters matched the same new unit; a partial match
-    # (possible between repeated identical units) counts as delete + insert.
+    # (possible between repeated identical units) counts as delete + insert. Matched characters
+    # are counted per run of one old and one new unit, not one by one.
     owner_a, owner_b = owners
+    start_a, start_b = starts
     matched: dict[tuple[int, int], int] = {}
     for p, q, n in blocks:
-        for t in range(n):
-            key = (owner_a[p + t], owner_b[q + t])
-            matched[key] = matched.get(key, 0) + 1
+        end = p + n
+        while p < end:
+            i, j = owner_a[p], owner_b[q]
+            run = min(end - p, start_a[i + 1] - p, start_b[j + 1] - q)
+            matched[i, j] = matched.get((i, j), 0) + run
+            p += run
+            q += run
     return [(i, j) for (i, j), n in matched.items() if n == len(table[old[i]])]
 
 
@@ -362,6 +397,14 @@ class _Similarity:
             w = self._new_words[j] = _words(self._new[j])
             self._new_sets[j] = frozenset(w)
         return w
+
+    def old_set(self, i: int) -> frozenset[str]:
+        self.old_words(i)
+        return self._old_sets[i]
+
+    def new_set(self, j: int) -> frozenset[str]:
+        self.new_words(j)
+        return self._new_sets[j]
 
     def ratio(self, i: int, j: int, floor: float) -> float:
         """Similarity of old unit ``i`` and new unit ``j``; 0.0 when below ``floor``."""
@@ -418,22 +461,42 @@ def _pair_moves(
     # Near matches: any pair at >= MOVED_THRESHOLD shares most words, so it shares at least one
     # of the rarest words of the inserted unit; looking only there keeps this near-linear.
     df: Counter[str] = Counter()
-    index: dict[str, list[int]] = defaultdict(list)
+    old_len: dict[int, int] = {}
+    old_set: dict[int, frozenset[str]] = {}
     for i in hunk_of_old:
-        for w in set(sim.old_words(i)):
-            df[w] += 1
-            index[w].append(i)
+        old_len[i], old_set[i] = len(sim.old_words(i)), sim.old_set(i)
+        df.update(old_set[i])
+    # Per inserted unit, its (at most 3) rarest words that are rare enough to look up: a
+    # word in more than _MAX_CANDIDATES old units stops the search (all the unit's words are
+    # common: it is boilerplate, not a moved clause), and so do the rarer-first ones after it.
+    lookups: list[tuple[int, list[str]]] = []
     for j in hunk_of_new:
-        words = set(sim.new_words(j))
-        rare = sorted((w for w in words if w in df), key=lambda w: (df[w], w))[:3]
+        # the 3 rarest (keys are unique: the same as sorted(...)[:3])
+        rare = heapq.nsmallest(3, sim.new_set(j) & df.keys(), key=lambda w: (df[w], w))
+        lookups.append((j, list(itertools.takewhile(lambda w: df[w] <= _MAX_CANDIDATES, rare))))
+    wanted = {w for _, words in lookups for w in words}
+    index: dict[str, list[int]] = defaultdict(list)  # only the words looked up
+    for i in hunk_of_old:
+        for w in old_set[i] & wanted:
+            index[w].append(i)
+    # ratio()'s length and word-set filters, inline as in _pair_in_hunk (both units have the
+    # word w: neither is empty, so the filters apply as they are).
+    floor, set_floor = MOVED_THRESHOLD, MOVED_THRESHOLD - _Similarity._SET_MARGIN
+    for j, rare in lookups:
+        words = sim.new_set(j)
+        lb, n_words, nj = len(sim.new_words(j)), len(words), new[j]
         seen: set[int] = set()
         for w in rare:
-            if df[w] > _MAX_CANDIDATES:
-                break  # all its words are common: the unit is boilerplate, not a moved clause
             for i in index[w]:
-                if i in seen or old[i] == new[j]:
+                if i in seen or old[i] == nj:
                     continue
                 seen.add(i)
+                la = old_len[i]
+                if 2.0 * (la if la < lb else lb) / (la + lb) < floor:
+                    continue
+                sa = old_set[i]
+                if 2.0 * len(sa & words) / (len(sa) + n_words) < set_floor:
+                    continue
                 r = sim.ratio(i, j, MOVED_THRESHOLD)
                 if r:
                     candidates.append((r, i, j))
@@ -466,14 +529,29 @@ def _pair_in_hunk(
     banded = nd * ni > _HUNK_FULL_PAIRS
     # Similar pairs are few, so the chain is computed over them only (sparse weighted LCS).
     cands: list[tuple[int, int, float]] = []
+    # ratio()'s length and word-set filters, inline: ~95% of the pairs stop there, and the
+    # calls were most of the cost of this loop. Same expressions as in ratio(), so the same
+    # answers (keep them in step).
+    floor, set_floor = MODIFIED_THRESHOLD, MODIFIED_THRESHOLD - _Similarity._SET_MARGIN
+    ins_len = [len(sim.new_words(j)) for j in ins]
+    ins_set = [sim.new_set(j) for j in ins]
+    ins_set_len = [len(w) for w in ins_set]
     for x, i in enumerate(dels):
         if banded:
             centre = x * ni // nd
             lo, hi = max(0, centre - _HUNK_BAND), min(ni, centre + _HUNK_BAND + 1)
         else:
             lo, hi = 0, ni
+        la, sa = len(sim.old_words(i)), sim.old_set(i)
+        n_sa = len(sa)
         for y in range(lo, hi):
-            s = sim.ratio(i, ins[y], MODIFIED_THRESHOLD)
+            lb = ins_len[y]
+            if la and lb:
+                if 2.0 * (la if la < lb else lb) / (la + lb) < floor:
+                    continue
+                if 2.0 * len(sa & ins_set[y]) / (n_sa + ins_set_len[y]) < set_floor:
+                    continue
+            s = sim.ratio(i, ins[y], floor)
             if s:
                 cands.append((x, y, s))
     if not cands:
@@ -548,7 +626,19 @@ def diff_texts(old: str, new: str) -> DiffResult:
     ``changes`` holds every unit, EQUAL ones included, in new-document order; a REMOVED unit
     sits where it was relative to its old neighbours, and a MOVED unit at its new position.
     """
-    a, b = split_units(old), split_units(new)
+    return diff_units(split_units(old), split_units(new))
+
+
+def diff_counts(old: str, new: str) -> dict[str, int]:
+    """``diff_texts(old, new).counts()`` without the word-level diffs, which the counts do
+    not depend on (they were most of the cost of a change record)."""
+    return diff_units(split_units(old), split_units(new), word_ops=False).counts()
+
+
+def diff_units(a: Sequence[str], b: Sequence[str], *, word_ops: bool = True) -> DiffResult:
+    """:func:`diff_texts` over texts already split by :func:`split_units` (a caller diffing a
+    chain of versions splits each text once). ``word_ops=False`` leaves every ``ops`` empty:
+    same units, kinds and pairs, without the word-level diffs."""
 
     # The document as a sequence of equal pairs and hunks (the units between two equal pairs).
     segments: list[tuple[int, int] | _Hunk] = []
@@ -577,7 +667,7 @@ def diff_texts(old: str, new: str) -> DiffResult:
         ot = a[oi] if oi is not None else None
         nt = b[nj] if nj is not None else None
         change_ops: list[tuple[int, str]] = []
-        if ot is not None and nt is not None and ot != nt:
+        if word_ops and ot is not None and nt is not None and ot != nt:
             change_ops = _word_ops(ot, nt)
         return UnitChange(kind, oi, nj, ot, nt, change_ops)
 

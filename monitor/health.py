@@ -112,8 +112,17 @@ def update(
     queue one operator e-mail per problem that opened or closed."""
     current = now or utcnow()
     out: list[Transition] = []
-    for doc_id in doc_ids:
-        out.extend(_update_one(store, config, doc_id, current))
+    # One transaction for the whole pass: a write lock and a commit per document cost more
+    # than deciding (nearly always: nothing to write).
+    with store.transaction():
+        open_rows: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in store.query(
+            "SELECT id, document_id, problem, started_at FROM health_problems "
+            "WHERE resolved_at IS NULL"
+        ):
+            open_rows.setdefault(row["document_id"], {})[row["problem"]] = row
+        for doc_id in dict.fromkeys(doc_ids):  # a repeated id would see stale open_rows
+            out.extend(_update_one(store, config, doc_id, current, open_rows.get(doc_id, {})))
     return out
 
 
@@ -226,23 +235,26 @@ class _Verdict:
     detail: str | None = None
 
 
-def _update_one(store: Store, config: Config, doc_id: str, now: dt.datetime) -> list[Transition]:
-    tail = store.query(
+def _update_one(
+    store: Store,
+    config: Config,
+    doc_id: str,
+    now: dt.datetime,
+    open_rows: dict[str, dict[str, Any]],
+) -> list[Transition]:
+    """``open_rows``: the document's open episodes by problem."""
+    sql = (
         "SELECT id, started_at, outcome, detail FROM fetches WHERE document_id = ? "
-        "ORDER BY id DESC LIMIT ?",
-        (doc_id, max(_TAIL, config.health.suspect_in_a_row)),
+        "ORDER BY id DESC LIMIT ?"
     )
+    # After a good fetch every streak is empty whatever came before it, so that one row
+    # decides: read the longer tail only when the latest fetch was not a success.
+    tail = store.query(sql, (doc_id, 1))
     if not tail:
         return []
+    if Outcome(tail[0]["outcome"]) not in _SUCCESS:
+        tail = store.query(sql, (doc_id, max(_TAIL, config.health.suspect_in_a_row)))
     verdicts = _judge(store, config, doc_id, tail, now)
-    open_rows = {
-        r["problem"]: r
-        for r in store.query(
-            "SELECT id, problem, started_at FROM health_problems "
-            "WHERE document_id = ? AND resolved_at IS NULL",
-            (doc_id,),
-        )
-    }
     # A stale episode is opened by the sweep, never here; any fetch after it ends it.
     stale = open_rows.get("stale")
     verdicts["stale"] = _Verdict(

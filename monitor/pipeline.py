@@ -246,6 +246,10 @@ class Pipeline:
         fetcher: Fetcher | None = None,
     ) -> list[CheckResult]:
         """Check documents concurrently (the fetcher enforces per-host limits)."""
+        unknown = [d for d in docs if d.doc_id not in self._known_docs]
+        if unknown:  # one transaction for all, not one commit per document in check_one
+            self.store.upsert_documents(unknown)
+            self._known_docs.update(d.doc_id for d in unknown)
         own = fetcher is None
         f = fetcher or Fetcher(self.config.http, transport=self.transport)
         limit = asyncio.Semaphore(self.config.http.max_concurrency)
@@ -507,7 +511,7 @@ class Pipeline:
         """The pure, CPU-bound part of a check: extract, judge, and (for a text that will
         become a version) analyse and diff. Touches neither the store nor the network."""
         from monitor import extract
-        from monitor.diff import diff_texts
+        from monitor.diff import diff_counts
 
         extracted = extract.extract_html(html, select=doc.select, remove=doc.remove)
         text_sha = sha256_text(extracted.text)
@@ -522,7 +526,7 @@ class Pipeline:
         if (force or reason is None) and (previous is None or sha256_text(previous) != text_sha):
             prepared.analysis = self.analyse(extracted.text)
             if previous is not None:
-                prepared.change_summary = diff_texts(previous, extracted.text).counts()
+                prepared.change_summary = diff_counts(previous, extracted.text)
         return prepared
 
     def _accept_persistent_suspect(self, doc_id: str, reason: str, text_sha: str) -> bool:
@@ -556,7 +560,7 @@ class Pipeline:
 
         ``analysis`` and ``change_summary`` may be computed beforehand (in a thread or a
         process pool: they are pure); the change summary must be against the latest version."""
-        from monitor.diff import diff_texts
+        from monitor.diff import diff_counts
 
         with self.store.transaction():
             previous = self.store.latest_version(doc_id)
@@ -582,7 +586,7 @@ class Pipeline:
             self.store.save_analysis(version.id, analysis)
             summary = None
             if previous is not None:
-                summary = change_summary or diff_texts(previous.text, version.text).counts()
+                summary = change_summary or diff_counts(previous.text, version.text)
                 self.store.record_change(doc_id, previous.id, version.id, summary, seen_at)
             prev_analysis = self.store.analysis(previous) if previous else None
             alert_ids = self.alert_hook(

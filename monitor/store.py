@@ -416,6 +416,24 @@ class Store:
             (doc.doc_id, doc.platform, doc.doc_type, doc.url, iso(now or utcnow())),
         )
 
+    def upsert_documents(
+        self, docs: Sequence[DocumentConfig], *, now: dt.datetime | None = None
+    ) -> None:
+        """:meth:`upsert_document` for many documents in one transaction (one commit instead
+        of one per document at the start of a pass); rows that did not change are not
+        rewritten."""
+        added = iso(now or utcnow())
+        with self.transaction():
+            self.conn.executemany(
+                """INSERT INTO documents (id, platform, doc_type, url, added_at)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET platform=excluded.platform,
+                   doc_type=excluded.doc_type, url=excluded.url
+                   WHERE platform IS NOT excluded.platform OR doc_type IS NOT excluded.doc_type
+                   OR url IS NOT excluded.url""",
+                [(d.doc_id, d.platform, d.doc_type, d.url, added) for d in docs],
+            )
+
     def ensure_document(
         self, doc_id: str, platform: str, doc_type: str, url: str, now: dt.datetime | None = None
     ) -> None:
@@ -518,9 +536,10 @@ class Store:
         return Version.from_row(row) if row else None
 
     def latest_version_head(self, doc_id: str) -> dict[str, Any] | None:
-        """The latest version without its text (id, number, sha256, ai_training, consent)."""
+        """The latest version without its text (id, number, sha256, first_seen, ai_training,
+        consent)."""
         return self.query_one(
-            "SELECT id, number, sha256, ai_training, consent FROM versions "
+            "SELECT id, number, sha256, first_seen, ai_training, consent FROM versions "
             "WHERE document_id = ? ORDER BY number DESC LIMIT 1",
             (doc_id,),
         )
@@ -583,8 +602,10 @@ class Store:
         effective_date: dt.date | None = None,
         source_url: str | None = None,
     ) -> Version:
-        latest = self.latest_version(doc_id)
-        number = latest.number + 1 if latest else 1
+        # The next number without reading the latest version's text.
+        number = self.conn.execute(
+            "SELECT coalesce(max(number), 0) + 1 FROM versions WHERE document_id = ?", (doc_id,)
+        ).fetchone()[0]
         when = iso(seen_at)
         vid = self.insert(
             "versions",
@@ -653,34 +674,40 @@ class Store:
     ) -> None:
         with self.transaction():
             self.conn.execute("DELETE FROM findings WHERE version_id = ?", (version_id,))
-            for f in analysis.findings:
-                self.insert(
-                    "findings",
-                    {
-                        "version_id": version_id,
-                        "pack": f.pack,
-                        "rule_id": f.rule_id,
-                        "category": f.category,
-                        "severity": f.severity,
-                        "unit_index": f.unit_index,
-                        "unit_text": f.unit_text,
-                        "start": f.start,
-                        "end": f.end,
-                        "heading_path": json.dumps(list(f.heading_path), ensure_ascii=False),
-                        "lang": f.lang,
-                        "ai_training": int(f.ai_training),
-                        "consent": f.consent.value,
-                        "negated": int(f.negated),
-                        "spans": json.dumps(
+            # One executemany, rows in the findings' order (so ids are as one insert each).
+            self.conn.executemany(
+                "INSERT INTO findings (version_id, pack, rule_id, category, severity, "
+                'unit_index, unit_text, start, "end", heading_path, lang, ai_training, '
+                "consent, negated, spans, consent_cues) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        version_id,
+                        f.pack,
+                        f.rule_id,
+                        f.category,
+                        f.severity,
+                        f.unit_index,
+                        f.unit_text,
+                        f.start,
+                        f.end,
+                        json.dumps(list(f.heading_path), ensure_ascii=False),
+                        f.lang,
+                        int(f.ai_training),
+                        f.consent.value,
+                        int(f.negated),
+                        json.dumps(
                             [
                                 {"start": s.start, "end": s.end, "role": s.role, "text": s.text}
                                 for s in f.spans
                             ],
                             ensure_ascii=False,
                         ),
-                        "consent_cues": json.dumps(f.consent_cues, ensure_ascii=False),
-                    },
-                )
+                        json.dumps(f.consent_cues, ensure_ascii=False),
+                    )
+                    for f in analysis.findings
+                ],
+            )
             self.conn.execute(
                 "UPDATE versions SET lang = ?, ai_training = ?, consent = ?, negated = ?, "
                 "analysed_at = ? WHERE id = ?",
