@@ -682,7 +682,7 @@ def report(
 
     out = Path(out_dir) if out_dir else app.config.reports_path / "report"
     t0 = time.monotonic()
-    err = Console(stderr=True)
+    err = _stderr_console()
     options: dict[str, Any] = {
         "formats": formats or FORMATS,
         "platforms": platforms,
