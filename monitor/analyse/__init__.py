@@ -34,6 +34,7 @@ from monitor.analyse.lang import detect_language
 from monitor.analyse.rules import (
     GatedMatcher,
     LiteralIndex,
+    Lits,
     RoleMatcher,
     Rule,
     RulePack,
@@ -218,6 +219,7 @@ class _Doc:
         self.units = units
         self._relevant: dict[int, dict[str, int]] = {}
         self._bits: dict[tuple[int, int], int] = {}
+        self._lits: dict[tuple[int, int], frozenset[int]] = {}
 
     @functools.cached_property
     def lowered(self) -> str | None:
@@ -259,21 +261,25 @@ class _Doc:
         """Indices of the units that contain one of the tokens ``triggers``."""
         return [i for i, toks in enumerate(self.unit_tokens) if not triggers.isdisjoint(toks)]
 
-    def _or(self, gate: TokenGate | LiteralIndex, i: int) -> int:
-        cache = self._bits
-        key = (id(gate), i)
-        got = cache.get(key)
-        if got is None:
-            got = cache[key] = gate.mask(self.unit_tokens[i])
-        return got
-
     def unit_bits(self, gate: TokenGate | None, i: int) -> int:
         """Token bits of unit ``i`` for ``gate``."""
-        return ALL_BITS if gate is None else self._or(gate, i)
+        if gate is None:
+            return ALL_BITS
+        key = (id(gate), i)
+        got = self._bits.get(key)
+        if got is None:
+            got = self._bits[key] = gate.mask(self.unit_tokens[i])
+        return got
 
-    def unit_lits(self, index: LiteralIndex | None, i: int) -> int:
+    def unit_lits(self, index: LiteralIndex | None, i: int) -> Lits:
         """Literals of unit ``i`` in ``index`` (see :class:`TermSet`)."""
-        return ALL_BITS if index is None else self._or(index, i)
+        if index is None:
+            return None
+        key = (id(index), i)
+        got = self._lits.get(key)
+        if got is None:
+            got = self._lits[key] = index.mask(self.unit_tokens[i])
+        return got
 
 
 def _candidates(packs: Sequence[RulePack], doc: _Doc) -> list[list[tuple[int, int]]]:
@@ -456,7 +462,7 @@ def _generic_findings(
     gate = pack.gate
     for i, bits in cands:
         u = units[i]
-        lits = ALL_BITS if doc is None else doc.unit_lits(pack.index, i)
+        lits: Lits = None
         for rule in pack.rules:
             if rule.scope == "section":
                 key = u.heading_path
@@ -467,8 +473,13 @@ def _generic_findings(
                 spans = eval_generic(rule, u.text) or []
             else:
                 assert rule.condition is not None
-                # The unit's tokens rule out the condition: skip the regexes.
-                if not may_hold(rule.condition, gate, bits, lits):
+                # The unit's tokens rule out the condition: skip the regexes. Its literals
+                # (dearer) are only looked at when its stems do not.
+                if not may_hold(rule.condition, gate, bits):
+                    continue
+                if lits is None and doc is not None:
+                    lits = doc.unit_lits(pack.index, i)
+                if not may_hold(rule.condition, None, bits, lits):
                     continue
                 got = eval_generic(rule, u.text, lits)
                 if got is None:

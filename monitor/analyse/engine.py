@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from monitor.analyse.rules import (
     CompiledCondition,
     GatedMatcher,
+    Lits,
     RoleMatcher,
     Rule,
     RulePack,
@@ -361,17 +362,17 @@ def assess_unit(
     return a.with_context(context)
 
 
-def _roles(base: RoleMatcher, pack: RulePack, bits: int, lits: int) -> Roles:
+def _roles(base: RoleMatcher, pack: RulePack, bits: int, lits: Lits) -> Roles:
     """``base`` restricted to what a text's token bits and literals (``lits``, from the
     pack's LiteralIndex) allow."""
     gate = pack.role_gate if bits != ALL_BITS else None
-    if gate is None and lits == ALL_BITS:
+    if gate is None and lits is None:
         return base
     return GatedMatcher(base, gate, bits, lits)
 
 
 def assess(
-    text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: int = ALL_BITS
+    text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
 ) -> Assessment | None:
     """:func:`assess_unit` without context, keeping what :meth:`Assessment.with_context`
     needs. ``lits``: the unit's literals in the pack's LiteralIndex."""
@@ -463,7 +464,7 @@ def _dedup(spans: list[Span]) -> list[Span]:
 
 
 def mentions_training(
-    text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: int = ALL_BITS
+    text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
 ) -> bool:
     """Does ``text`` refer to training or to an AI object (used to tie context units)?"""
     m = _roles(pack.matcher(lang), pack, bits, lits)
@@ -490,7 +491,7 @@ def _spans_of(pat: re.Pattern[str] | None, text: str) -> list[re.Match[str]]:
     return [mm for mm in pat.finditer(text) if mm.end() > mm.start()]
 
 
-def _patterns(c: CompiledCondition, lits: int) -> list[re.Pattern[str] | None]:
+def _patterns(c: CompiledCondition, lits: Lits) -> list[re.Pattern[str] | None]:
     """The node's patterns (one, or each side of "near") for a text holding ``lits``."""
     if c.term_sets:
         return [ts.pattern(lits) for ts in c.term_sets]
@@ -500,7 +501,7 @@ def _patterns(c: CompiledCondition, lits: int) -> list[re.Pattern[str] | None]:
     return [c.pattern]
 
 
-def _eval(c: CompiledCondition, text: str, hits: list[Span], lits: int = ALL_BITS) -> bool:
+def _eval(c: CompiledCondition, text: str, hits: list[Span], lits: Lits = None) -> bool:
     if c.op == "terms":
         found = _spans_of(_patterns(c, lits)[0], text)
         for mm in found:
@@ -529,7 +530,7 @@ def _eval(c: CompiledCondition, text: str, hits: list[Span], lits: int = ALL_BIT
     return not _eval(c.children[0], text, [], lits)
 
 
-def may_hold(c: CompiledCondition, gate: TokenGate | None, bits: int, lits: int = ALL_BITS) -> bool:
+def may_hold(c: CompiledCondition, gate: TokenGate | None, bits: int, lits: Lits = None) -> bool:
     """False only when ``c`` cannot hold on a text whose tokens carry ``bits`` (see
     :class:`TokenGate`) or whose literals are ``lits`` (see TermSet): a cheap test before
     :func:`eval_generic`."""
@@ -544,7 +545,7 @@ def may_hold(c: CompiledCondition, gate: TokenGate | None, bits: int, lits: int 
     return True
 
 
-def eval_generic(rule: Rule, text: str, lits: int = ALL_BITS) -> list[Span] | None:
+def eval_generic(rule: Rule, text: str, lits: Lits = None) -> list[Span] | None:
     """Spans of the terms that made ``rule`` fire on ``text``, or ``None``. ``lits``: the
     literals of ``text`` (or of a text it is part of) in the pack's LiteralIndex."""
     assert rule.condition is not None

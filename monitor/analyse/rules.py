@@ -15,7 +15,9 @@ searches.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import operator
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -230,18 +232,18 @@ class RoleMatcher:
     roles: dict[str, re.Pattern[str]]
     sets: dict[str, TermSet] = field(default_factory=dict)  # the same alternations
 
-    def _pattern(self, role: str, lits: int) -> re.Pattern[str] | None:
+    def _pattern(self, role: str, lits: Lits) -> re.Pattern[str] | None:
         ts = self.sets.get(role)
         return self.roles.get(role) if ts is None else ts.pattern(lits)
 
-    def find(self, role: str, text: str, lits: int = -1) -> list[tuple[int, int]]:
+    def find(self, role: str, text: str, lits: Lits = None) -> list[tuple[int, int]]:
         """Spans of ``role`` in ``text``; ``lits``: the text's literals (LiteralIndex)."""
         pat = self._pattern(role, lits)
         if pat is None:
             return []
         return [m.span() for m in pat.finditer(text) if m.end() > m.start()]
 
-    def search(self, role: str, text: str, lits: int = -1) -> bool:
+    def search(self, role: str, text: str, lits: Lits = None) -> bool:
         pat = self._pattern(role, lits)
         return pat is not None and pat.search(text) is not None
 
@@ -254,7 +256,7 @@ class GatedMatcher:
     m: RoleMatcher
     gate: TokenGate | None
     bits: int
-    lits: int = -1
+    lits: Lits = None
 
     def find(self, role: str, text: str) -> list[tuple[int, int]]:
         if self.gate is not None and not self.gate.hit(ROLE_KEY[role], self.bits):
@@ -382,43 +384,75 @@ def term_to_regex(term: str) -> str:
 def _compile_terms(
     terms: Iterable[str], where: _Where, keep: Collection[int] | None = None
 ) -> re.Pattern[str] | None:
-    """One alternation of ``terms``; with ``keep``, the same pattern with only the
-    alternatives of those terms (indices into ``terms``), each in the very form it has in the
-    full pattern, so that both find the same matches wherever the others cannot match."""
-    parts: list[tuple[int, str]] = []
-    for i, t in enumerate(terms):
-        if not isinstance(t, str):
-            raise where.error(f"term {t!r} is not a string")
-        try:
-            rx = term_to_regex(t)
-            re.compile(rx, re.IGNORECASE)
-        except (re.error, ValueError) as exc:
-            raise where.error(f"bad pattern {t!r}: {exc}") from None
-        parts.append((i, f"(?:{rx})"))
-    if not parts:
-        return None
-    # Longest alternatives first so a span covers "machine learning models", not "machine".
-    parts.sort(key=lambda p: len(p[1]), reverse=True)
-    # One shared word-boundary test in front of the word-start terms is much cheaper than
-    # one per alternative.
-    at_word = [(i, p[5:-1]) for i, p in parts if p.startswith("(?:\\b")]
-    rest = [(i, p) for i, p in parts if not p.startswith("(?:\\b")]
-    # Case-sensitive word-start terms ("AI", "LLM*") join the shared word-boundary group at
-    # its end: the same order of alternatives, as long as no other term came before them.
-    while (
-        rest
-        and (m := _UPPER_AT_WORD.fullmatch(rest[0][1]))
-        and not _top_level_alternation(m.group(1))
-    ):
-        at_word.append((rest[0][0], f"(?-i:{m.group(1)})"))
-        rest.pop(0)
-    grouped = _by_first_char(at_word, keep)
-    pieces = ([r"\b(?:" + "|".join(grouped) + ")"] if grouped else []) + [
-        p for i, p in rest if keep is None or i in keep
-    ]
-    if not pieces:
-        return None
-    return re.compile("|".join(pieces), re.IGNORECASE)
+    """One alternation of ``terms`` (see :class:`_Alternation`)."""
+    alt = _Alternation.build(list(terms), where)
+    return None if alt is None else alt.compile(keep)
+
+
+@dataclass(slots=True)
+class _Alternation:
+    """The alternatives of a list of terms, in the order and form the pattern tries them:
+    ``grouped`` under a shared word-boundary test (and first-character classes), then
+    ``rest``; each alternative carries the index of its term."""
+
+    grouped: list[tuple[frozenset[str] | None, bool, list[tuple[int, str]]]]
+    rest: list[tuple[int, str]]
+
+    @staticmethod
+    def build(terms: list[str], where: _Where) -> _Alternation | None:
+        parts: list[tuple[int, str]] = []
+        for i, t in enumerate(terms):
+            if not isinstance(t, str):
+                raise where.error(f"term {t!r} is not a string")
+            try:
+                rx = term_to_regex(t)
+                re.compile(rx, re.IGNORECASE)
+            except (re.error, ValueError) as exc:
+                raise where.error(f"bad pattern {t!r}: {exc}") from None
+            parts.append((i, f"(?:{rx})"))
+        if not parts:
+            return None
+        # Longest alternatives first so a span covers "machine learning models", not
+        # "machine".
+        parts.sort(key=lambda p: len(p[1]), reverse=True)
+        # One shared word-boundary test in front of the word-start terms is much cheaper
+        # than one per alternative.
+        at_word = [(i, p[5:-1]) for i, p in parts if p.startswith("(?:\\b")]
+        rest = [(i, p) for i, p in parts if not p.startswith("(?:\\b")]
+        # Case-sensitive word-start terms ("AI", "LLM*") join the shared word-boundary group
+        # at its end: the same order of alternatives, as long as no other term came before
+        # them.
+        while (
+            rest
+            and (m := _UPPER_AT_WORD.fullmatch(rest[0][1]))
+            and not _top_level_alternation(m.group(1))
+        ):
+            at_word.append((rest[0][0], f"(?-i:{m.group(1)})"))
+            rest.pop(0)
+        return _Alternation(_by_first_char(at_word), rest)
+
+    def compile(self, keep: Collection[int] | None = None) -> re.Pattern[str] | None:
+        """The pattern; with ``keep``, the same pattern with only the alternatives of those
+        terms (indices), each in the very form it has in the full pattern, so that both find
+        the same matches wherever the others cannot match."""
+        out: list[str] = []
+        for chars, group, items in self.grouped:
+            kept = [a for i, a in items if keep is None or i in keep]
+            if not kept:
+                continue
+            if not group:
+                out.append(f"(?:{kept[0]})")
+            else:
+                assert chars is not None
+                members = "".join(re.escape(c) for c in sorted(chars))
+                rests = "|".join(f"(?:{it[1:]})" for it in kept)
+                out.append(f"(?-i:[{members}])(?:{rests})")
+        pieces = ([r"\b(?:" + "|".join(out) + ")"] if out else []) + [
+            p for i, p in self.rest if keep is None or i in keep
+        ]
+        if not pieces:
+            return None
+        return re.compile("|".join(pieces), re.IGNORECASE)
 
 
 _UPPER_AT_WORD = re.compile(r"\(\?:\(\?-i:\\b(.*)\)\)", re.DOTALL)
@@ -443,8 +477,8 @@ def _case_chars(ch: str) -> frozenset[str]:
 
 
 def _by_first_char(
-    alts: list[tuple[int, str]], keep: Collection[int] | None = None
-) -> list[str]:
+    alts: list[tuple[int, str]],
+) -> list[tuple[frozenset[str] | None, bool, list[tuple[int, str]]]]:
     """Alternatives grouped under their first character: ``[mM](?:odel\\w*|achine...)``.
 
     Python's regex engine tries every alternative at every word start, and under IGNORECASE
@@ -455,23 +489,15 @@ def _by_first_char(
     of ``_case_chars``, which misses a few characters IGNORECASE would take, "İ" for "i":
     a grouped alternative does not match them.)
 
-    ``alts`` are ``(term index, regex)``; with ``keep``, groups are formed from all of them
-    but only the alternatives of the kept terms are emitted.
+    ``alts`` are ``(term index, regex)``; the result is ``(first characters, grouped?,
+    alternatives)`` in pattern order.
     """
-    out: list[str] = []
+    out: list[tuple[frozenset[str] | None, bool, list[tuple[int, str]]]] = []
     run: dict[frozenset[str], list[tuple[int, str]]] = {}
 
     def flush() -> None:
         for chars, items in run.items():
-            kept = [a for i, a in items if keep is None or i in keep]
-            if not kept:
-                continue
-            if len(items) == 1:
-                out.append(f"(?:{kept[0]})")
-            else:
-                members = "".join(re.escape(c) for c in sorted(chars))
-                rests = "|".join(f"(?:{it[1:]})" for it in kept)
-                out.append(f"(?-i:[{members}])(?:{rests})")
+            out.append((chars, len(items) > 1, items))
         run.clear()
 
     for i, a in alts:
@@ -480,8 +506,7 @@ def _by_first_char(
         if chars is None or any(k != chars and k & chars for k in run):
             flush()
         if chars is None:
-            if keep is None or i in keep:
-                out.append(f"(?:{a})")
+            out.append((None, False, [(i, a)]))
         else:
             run.setdefault(chars, []).append((i, a))
     flush()
@@ -792,21 +817,11 @@ class TokenGate:
             self._bits = {}
         return out
 
-    def mask(self, tokens: Iterable[str]) -> int:
-        """OR of the key bits of ``tokens`` (one unit's: a plain loop beats set operations
-        on a handful of tokens)."""
+    def mask(self, tokens: list[str]) -> int:
+        """OR of the key bits of ``tokens`` (one unit's)."""
         if self._any is None:
             return 0
-        memo = self._memo
-        b = 0
-        for tok in tokens:
-            t = memo.get(tok)
-            if t is None:
-                if len(memo) > _GATE_CACHE_MAX:
-                    memo.clear()
-                t = memo[tok] = self._classify(tok)
-            b |= t
-        return b
+        return _or_cached(self._memo, tokens, self._classify)
 
     def _classify(self, tok: str) -> int:
         assert self._any is not None
@@ -818,6 +833,21 @@ class TokenGate:
             if pat.search(tok) is not None:
                 b |= bit
         return b
+
+
+def _or_cached(cache: dict[str, int], tokens: list[str], classify: Any) -> int:
+    """OR of ``cache[t]`` over ``tokens``, classifying the tokens the cache lacks first.
+    The OR runs in C (map, filter, reduce): a unit has tens of tokens, most of them known."""
+    try:
+        return functools.reduce(operator.or_, filter(None, map(cache.__getitem__, tokens)), 0)
+    except KeyError:
+        pass
+    if len(cache) > _GATE_CACHE_MAX:
+        cache.clear()
+    for tok in tokens:
+        if tok not in cache:
+            cache[tok] = classify(tok)
+    return functools.reduce(operator.or_, filter(None, map(cache.__getitem__, tokens)), 0)
 
 
 def text_tokens(text: str) -> list[str]:
@@ -996,48 +1026,53 @@ def term_literals(term: str) -> list[tuple[str, Kind]]:
     return [(lit, kind) for lit, kind in lits if kind != "anywhere" or len(lit) >= 2]
 
 
+# The literals a text holds: ids in a LiteralIndex; None: unknown (every term may match).
+Lits = frozenset[int] | None
+_NO_LITS: frozenset[int] = frozenset()
+
+
 class LiteralIndex:
     """Which term literals a text holds, judged from its tokens (cached per token)."""
 
-    __slots__ = ("_any", "_cache", "_odd", "_runs", "bits")
+    __slots__ = ("_cache", "_odd", "_runs", "ids")
 
     def __init__(self, literals: Iterable[tuple[str, Kind]]) -> None:
-        self.bits: dict[tuple[str, Kind], int] = {}
+        self.ids: dict[tuple[str, Kind], int] = {}
         for lk in literals:
-            if lk not in self.bits:
-                self.bits[lk] = 1 << len(self.bits)
+            if lk not in self.ids:
+                self.ids[lk] = len(self.ids)
         # Literals of word characters only lie inside one run of word characters of a
         # token: found by dictionary look-ups on its runs, their prefixes, suffixes and
         # substrings of the lengths that occur. Others ("x.ai", "6(1)") are searched for.
         by_kind: dict[str, dict[str, int]] = {k: {} for k in ("word", "start", "end", "anywhere")}
         self._odd: list[tuple[str, Kind, int]] = []
-        for (lit, kind), bit in self.bits.items():
+        for (lit, kind), i in self.ids.items():
             if lit and all(_is_word_char(ch) for ch in lit):
-                d = by_kind[kind]
-                d[lit] = d.get(lit, 0) | bit
+                by_kind[kind][lit] = i
             else:
-                self._odd.append((lit, kind, bit))
+                self._odd.append((lit, kind, i))
         lengths = {k: sorted({len(x) for x in d}) for k, d in by_kind.items()}
         self._runs = (by_kind, lengths)
-        self._any = bool(self.bits)
-        self._cache: dict[str, int] = {}
+        self._cache: dict[str, frozenset[int]] = {}
 
-    def mask(self, tokens: Iterable[str]) -> int:
-        """OR of the literal bits of ``tokens``."""
+    def mask(self, tokens: list[str]) -> frozenset[int]:
+        """The literals ``tokens`` hold. (Sets of ids, not bit masks: OR-ing big integers
+        per token costs more than a union of small sets, done in C.)"""
         cache = self._cache
-        m = 0
+        try:
+            return _NO_LITS.union(*map(cache.__getitem__, tokens))
+        except KeyError:
+            pass
+        if len(cache) > _GATE_CACHE_MAX:
+            cache.clear()
         for tok in tokens:
-            b = cache.get(tok)
-            if b is None:
-                if len(cache) > _GATE_CACHE_MAX:
-                    cache.clear()
-                b = cache[tok] = self._classify(tok)
-            m |= b
-        return m
+            if tok not in cache:
+                cache[tok] = self._classify(tok)
+        return _NO_LITS.union(*map(cache.__getitem__, tokens))
 
-    def _classify(self, tok: str) -> int:
-        if not self._any:
-            return 0
+    def _classify(self, tok: str) -> frozenset[int]:
+        if not self.ids:
+            return _NO_LITS
         key = case_key(fold(tok))
         by_kind, lengths = self._runs
         words, starts, ends, anywhere = (
@@ -1046,27 +1081,31 @@ class LiteralIndex:
             by_kind["end"],
             by_kind["anywhere"],
         )
-        b = 0
+        found: set[int] = set()
         for run in _WORD_RUN.findall(key):
             n = len(run)
-            b |= words.get(run, 0)
+            if run in words:
+                found.add(words[run])
             for k in lengths["start"]:
                 if k > n:
                     break
-                b |= starts.get(run[:k], 0)
+                if run[:k] in starts:
+                    found.add(starts[run[:k]])
             for k in lengths["end"]:
                 if k > n:
                     break
-                b |= ends.get(run[n - k :], 0)
+                if run[n - k :] in ends:
+                    found.add(ends[run[n - k :]])
             for k in lengths["anywhere"]:
                 if k > n:
                     break
                 for i in range(n - k + 1):
-                    b |= anywhere.get(run[i : i + k], 0)
-        for lit, kind, bit in self._odd:
-            if not b & bit and _holds(key, lit, kind):
-                b |= bit
-        return b
+                    if run[i : i + k] in anywhere:
+                        found.add(anywhere[run[i : i + k]])
+        for lit, kind, i in self._odd:
+            if i not in found and _holds(key, lit, kind):
+                found.add(i)
+        return frozenset(found) if found else _NO_LITS
 
 
 _WORD_RUN = re.compile(r"\w+")
@@ -1093,7 +1132,7 @@ _SUBSET_CACHE_MAX = 512
 class TermSet:
     """An alternation of terms that can be matched with only the terms a text may hold."""
 
-    __slots__ = ("_always", "_anchors", "_cache", "_compile", "full", "lit_mask", "n")
+    __slots__ = ("_always", "_anchors", "_cache", "_compile", "anchor_ids", "full", "n")
 
     def __init__(
         self,
@@ -1106,56 +1145,46 @@ class TermSet:
         self.n = len(terms)
         self._compile = compile_subset
         self._cache: dict[tuple[int, ...], re.Pattern[str]] = {}
-        # Each term that needs literals hangs on one of them (its anchor): only the terms of
-        # the anchors a text holds are examined.
-        self._anchors: dict[int, list[tuple[int, int]]] = {}
+        # Each term that needs literals hangs on one of them (its anchor, the longest): only
+        # the terms of the anchors a text holds are examined.
+        self._anchors: dict[int, list[tuple[int, frozenset[int]]]] = {}
         self._always: list[int] = []
-        self.lit_mask = 0
         for i, t in enumerate(terms):
-            req = anchor = anchor_len = 0
-            if index is not None:
-                for lk in term_literals(t):
-                    bit = index.bits.get(lk, 0)
-                    req |= bit
-                    if bit and (not anchor or len(lk[0]) > anchor_len):
-                        anchor, anchor_len = bit, len(lk[0])
-            if not req:
+            lits = [lk for lk in term_literals(t) if index is not None and lk in index.ids]
+            if not lits:
                 self._always.append(i)
-            else:
-                self._anchors.setdefault(anchor, []).append((i, req))
-                self.lit_mask |= anchor
+                continue
+            assert index is not None
+            req = frozenset(index.ids[lk] for lk in lits)
+            anchor = index.ids[max(lits, key=lambda lk: len(lk[0]))]
+            self._anchors.setdefault(anchor, []).append((i, req))
+        self.anchor_ids = frozenset(self._anchors)
 
-    def possible(self, lits: int) -> list[int]:
+    def possible(self, lits: Lits) -> list[int]:
         """Indices (in order) of the terms whose literals are all in ``lits``."""
-        if lits == -1:
+        if lits is None:
             return list(range(self.n))
         out = list(self._always)
-        m = lits & self.lit_mask
-        while m:
-            low = m & -m
-            for i, req in self._anchors[low]:
-                if req & ~lits == 0:
+        for a in self.anchor_ids & lits:
+            for i, req in self._anchors[a]:
+                if req <= lits:
                     out.append(i)
-            m ^= low
         out.sort()
         return out
 
-    def may_match(self, lits: int) -> bool:
-        if lits == -1 or self._always:
+    def may_match(self, lits: Lits) -> bool:
+        if lits is None or self._always:
             return True
-        m = lits & self.lit_mask
-        while m:
-            low = m & -m
-            for _i, req in self._anchors[low]:
-                if req & ~lits == 0:
+        for a in self.anchor_ids & lits:
+            for _i, req in self._anchors[a]:
+                if req <= lits:
                     return True
-            m ^= low
         return False
 
-    def pattern(self, lits: int) -> re.Pattern[str] | None:
+    def pattern(self, lits: Lits) -> re.Pattern[str] | None:
         """The pattern to match a text holding the literals ``lits`` with (None: no term
         can match)."""
-        if lits == -1:
+        if lits is None:
             return self.full
         idx = self.possible(lits)
         if not idx:
@@ -1478,9 +1507,14 @@ def _assign_gate_keys(c: CompiledCondition, keys: dict[str, list[str]]) -> None:
 
 def _subsets(terms: list[str], where: _Where) -> Any:
     """How a TermSet of ``terms`` (compiled with _compile_terms) compiles a subset."""
+    built: list[_Alternation] = []  # on first use: most term sets never need a subset
 
     def compile_subset(idx: list[int]) -> re.Pattern[str]:
-        pat = _compile_terms(terms, where, set(idx))
+        if not built:
+            alt = _Alternation.build(terms, where)
+            assert alt is not None
+            built.append(alt)
+        pat = built[0].compile(set(idx))
         assert pat is not None
         return pat
 

@@ -9,6 +9,7 @@ characters.
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -59,9 +60,15 @@ _ABBREVIATIONS = frozenset(
 
 def _is_abbreviation(text: str, end: int) -> bool:
     """Is the period at ``text[end-1]`` part of an abbreviation or a legal reference?"""
-    # The last whitespace-delimited token of the 16 characters up to the period (a period
-    # is never whitespace, so there is one).
-    token = text[max(0, end - 16) : end].rsplit(None, 1)[-1]
+    return _abbreviation_at_end(text[max(0, end - 16) : end])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _abbreviation_at_end(window: str) -> bool:
+    """:func:`_is_abbreviation` of the 16 characters up to the period (all it looks at;
+    cached: sentence ends repeat, within a policy and across its versions)."""
+    # The last whitespace-delimited token (a period is never whitespace, so there is one).
+    token = window.rsplit(None, 1)[-1]
     token = token.lstrip("([\"'“‘«*_").lower()
     token = token.rsplit("'", 1)[-1].rsplit("’", 1)[-1]  # elision: l'art.
     if token in _ABBREVIATIONS:
@@ -154,12 +161,14 @@ class _DocEnds:
         text, at = self.text, self.at
         lo = bisect_left(at, s)
         hi = bisect_left(at, e, lo)
-        if hi == lo:
-            return _spans(text, s, e, ())
-        found = self.matches[lo:hi]
-        if found[-1].end(2) > e:
-            found.pop()
-        ends = [(m.end(), m.end(1)) for m in found if _ends_sentence(text, m)]
+        ends: list[tuple[int, int]] = []
+        if hi > lo:
+            found = self.matches[lo:hi]
+            if found[-1].end(2) > e:
+                found.pop()
+            ends = [(m.end(), m.end(1)) for m in found if _ends_sentence(text, m)]
+        if not ends and e > s and not text[s].isspace() and not text[e - 1].isspace():
+            return [(s, e)]  # one sentence, nothing to trim: most paragraphs and items
         return _spans(text, s, e, ends)
 
 
