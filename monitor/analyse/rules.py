@@ -850,11 +850,6 @@ def _or_cached(cache: dict[str, int], tokens: list[str], classify: Any) -> int:
     return functools.reduce(operator.or_, filter(None, map(cache.__getitem__, tokens)), 0)
 
 
-def text_tokens(text: str) -> list[str]:
-    """The tokens :class:`TokenGate` compares: whitespace-delimited, folded, lower-cased."""
-    return fold(text).lower().split()
-
-
 # --------------------------------------------------------------------------- term gates
 #
 # A TokenGate knows one stem per term; a term of several words ("training program*") or a
@@ -895,8 +890,8 @@ _CASE_REP = _case_classes()
 def case_key(text: str) -> str:
     """``text`` with each character replaced by a representative of the characters that
     match it under re.IGNORECASE: its simple lower case (str.lower() is the full one, which
-    only differs for "İ"), then re's extra equivalences. Same length as ``text`` except
-    where "İ" occurs... never: "İ" becomes "i" first."""
+    differs only for "İ", mapped to "i" first), then re's extra equivalences. Two characters
+    of the same key are all the engine needs to match a term's character to a text's."""
     if text.isascii():
         return text.lower()
     return text.replace("İ", "i").lower().translate(_CASE_REP)
