@@ -81,3 +81,50 @@ def test_raw_markdown_setext_heading_and_list_in_one_block() -> None:
         "We share data with: — partners",
         "We share data with: — affiliates",
     ]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "Why? Because. Really?! Yes… And... Then?. Done!. OK",
+        'He said "Stop." Then left. (See below.) Next. «Oui.» Non.',
+        "x?.. Bar! Baz… Qux?! A ...Foo. Bar",
+        "Ends at the line end.\nNext line. Same paragraph.\n\n- Item one. Item two.\n\nNew block.",
+        "Abbrev. e.g. Foo. Art. 6 GDPR. U.S. Bar. A.I. Models. x.\u00a0Y. Last.",
+    ],
+)
+def test_split_boundary_patterns_find_what_one_pattern_finds(doc: str) -> None:
+    # The segmenter searches "." ends and the rarer "!", "?", "…" ends with two patterns
+    # (a literal first character is much faster to search for); together they must find
+    # exactly the matches of the one pattern they stand for, in any part of the text.
+    from monitor.analyse.segment import _BOUNDARY, _boundaries
+
+    for start in range(len(doc)):
+        for stop in (len(doc), len(doc) - 3, start + 12):
+            if stop < start:
+                continue
+            want = [(m.span(), m.span(1)) for m in _BOUNDARY.finditer(doc, start, stop)]
+            got = [(m.span(), m.span(1)) for m in _boundaries(doc, start, stop)]
+            assert got == want, (start, stop)
+
+
+def test_paragraphs_split_like_split_sentences() -> None:
+    # The segmenter finds the sentence ends of the whole document once; each paragraph must
+    # get the sentences split_sentences gives it alone, also where an end's lookahead
+    # ("." + space + capital) would reach into the next paragraph.
+    from monitor.analyse.segment import split_sentences
+
+    paragraphs = [
+        "One. Two e.g. three. Four!",
+        "End here.\nNext line follows. X.",
+        "Z. Y. ",
+        "Last.",
+    ]
+    doc = "\n\n".join(paragraphs)
+    want: list[tuple[int, int]] = []
+    pos = 0
+    for p in paragraphs:
+        want += split_sentences(doc, pos, pos + len(p))
+        pos += len(p) + 2
+    assert [(u.start, u.end) for u in segment(doc)] == want
+    assert len(want) == 8  # "Z." is taken for an initial

@@ -33,13 +33,14 @@ from monitor.analyse.engine import (
 from monitor.analyse.lang import detect_language
 from monitor.analyse.rules import (
     GatedMatcher,
+    LiteralIndex,
+    Lits,
     RoleMatcher,
     Rule,
     RulePack,
     TokenGate,
     fold,
     load_pack_file,
-    text_tokens,
 )
 from monitor.analyse.segment import segment, segment_with_blocks
 from monitor.errors import RuleError
@@ -207,12 +208,18 @@ def _summarise(lang: str, findings: list[Finding], unit_count: int) -> Analysis:
 
 
 class _Doc:
-    """One document's units and, computed once on first use, what the prefilters need."""
+    """One document's units and, computed once on first use, what the prefilters need.
+
+    Tokens are whitespace-delimited and taken as they are in the text; the gates fold and
+    lower-case them themselves (once per distinct token, cached across documents).
+    """
 
     def __init__(self, text: str, units: list[Unit]) -> None:
         self.text = text
         self.units = units
         self._relevant: dict[int, dict[str, int]] = {}
+        self._bits: dict[tuple[int, int], int] = {}
+        self._lits: dict[tuple[int, int], frozenset[int]] = {}
 
     @functools.cached_property
     def lowered(self) -> str | None:
@@ -233,31 +240,15 @@ class _Doc:
 
     @functools.cached_property
     def unit_tokens(self) -> list[list[str]]:
-        """Each unit's tokens (see :func:`text_tokens`), lead-ins included."""
-        low = self.lowered
-        if low is None:
-            return [text_tokens(u.text) for u in self.units]
-        out = [low[u.start : u.end].split() for u in self.units]
-        # A lead-in is repeated in front of every item of its list: tokenise it once.
-        leads: dict[str, list[str]] = {}
-        for i in self.lead_ins:
-            u = self.units[i]
-            lead = u.text[: len(u.text) - (u.end - u.start) - 3]
-            if u.text[len(lead) : len(lead) + 3] != " — ":  # not the segmenter's shape
-                out[i] = text_tokens(u.text)
-                continue
-            head = leads.get(lead)
-            if head is None:
-                head = leads[lead] = [*text_tokens(lead), "—"]
-            out[i] = head + out[i]
-        return out
-
-    def tokens(self, i: int) -> list[str]:
-        return self.unit_tokens[i]
+        """Each unit's tokens, lead-in included."""
+        return [u.text.split() for u in self.units]
 
     @functools.cached_property
     def vocab(self) -> set[str]:
         return set().union(*self.unit_tokens)
+
+    def tokens(self, i: int) -> list[str]:
+        return self.unit_tokens[i]
 
     def relevant(self, gate: TokenGate) -> dict[str, int]:
         """This document's tokens that contain a stem of ``gate``, with their bits."""
@@ -271,13 +262,24 @@ class _Doc:
         return [i for i, toks in enumerate(self.unit_tokens) if not triggers.isdisjoint(toks)]
 
     def unit_bits(self, gate: TokenGate | None, i: int) -> int:
-        """Token bits of unit ``i`` for ``gate`` (classifying that unit's tokens only)."""
+        """Token bits of unit ``i`` for ``gate``."""
         if gate is None:
             return ALL_BITS
-        bits = 0
-        for b in gate.classify(set(self.tokens(i))).values():
-            bits |= b
-        return bits
+        key = (id(gate), i)
+        got = self._bits.get(key)
+        if got is None:
+            got = self._bits[key] = gate.mask(self.unit_tokens[i])
+        return got
+
+    def unit_lits(self, index: LiteralIndex | None, i: int) -> Lits:
+        """Literals of unit ``i`` in ``index`` (see :class:`TermSet`)."""
+        if index is None:
+            return None
+        key = (id(index), i)
+        got = self._lits.get(key)
+        if got is None:
+            got = self._lits[key] = index.mask(self.unit_tokens[i])
+        return got
 
 
 def _candidates(packs: Sequence[RulePack], doc: _Doc) -> list[list[tuple[int, int]]]:
@@ -349,7 +351,8 @@ class _Neighbours:
         got = self._mentions.get((j, lang))
         if got is None:
             bits = self.doc.unit_bits(self.pack.role_gate, j)
-            got = mentions_training(self.doc.units[j].text, lang, self.pack, bits)
+            lits = self.doc.unit_lits(self.pack.index, j)
+            got = mentions_training(self.doc.units[j].text, lang, self.pack, bits, lits)
             self._mentions[(j, lang)] = got
         return got
 
@@ -358,9 +361,12 @@ class _Neighbours:
         if got is None:
             matcher = self.pack.matcher(lang)
             gate = self.pack.role_gate
-            m: RoleMatcher | GatedMatcher = matcher
-            if gate is not None:
-                m = GatedMatcher(matcher, gate, self.doc.unit_bits(gate, j))
+            m: RoleMatcher | GatedMatcher = GatedMatcher(
+                matcher,
+                gate,
+                self.doc.unit_bits(gate, j),
+                self.doc.unit_lits(self.pack.index, j),
+            )
             got = self._cues[(j, lang)] = consent_cues(self.doc.units[j].text, m)
         return got
 
@@ -415,10 +421,15 @@ def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis
             assessed: dict[int, Assessment] = {}
             for i, bits in cands:
                 # No purpose term at all: assess_unit would say nothing (and the unit's
-                # language need not be detected).
+                # language need not be detected). Nor without both an object and a purpose
+                # term of some language whose literals are all in the unit.
                 if gate is not None and not gate.hit("purpose", bits):
                     continue
-                a = assess(units[i].text, lang_of(i), pack, doc.unit_bits(pack.role_gate, i))
+                lits = doc.unit_lits(pack.index, i)
+                if not all(ts.may_match(lits) for ts in pack.need):
+                    continue
+                role_bits = doc.unit_bits(pack.role_gate, i)
+                a = assess(units[i].text, lang_of(i), pack, role_bits, lits)
                 if a is not None:
                     assessed[i] = a
             positive = {i for i, a in assessed.items() if a.verdict.ai_training}
@@ -434,19 +445,24 @@ def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis
                         )
                 findings.append(_ai_finding(pack, units[i], lang_of(i), v))
         else:
-            findings.extend(_generic_findings(pack, cands, units, lang_of))
+            findings.extend(_generic_findings(pack, cands, units, lang_of, doc))
     findings.sort(key=lambda f: (f.unit_index, f.pack))
     return _summarise(doc_lang, findings, len(units))
 
 
 def _generic_findings(
-    pack: RulePack, cands: list[tuple[int, int]], units: list[Unit], lang_of: Any
+    pack: RulePack,
+    cands: list[tuple[int, int]],
+    units: list[Unit],
+    lang_of: Any,
+    doc: _Doc | None = None,
 ) -> list[Finding]:
     out: list[Finding] = []
     sections: dict[tuple[str, ...], str] = {}
     gate = pack.gate
     for i, bits in cands:
         u = units[i]
+        lits: Lits = None
         for rule in pack.rules:
             if rule.scope == "section":
                 key = u.heading_path
@@ -457,10 +473,15 @@ def _generic_findings(
                 spans = eval_generic(rule, u.text) or []
             else:
                 assert rule.condition is not None
-                # The unit's tokens rule out the condition: skip the regexes.
-                if gate is not None and not may_hold(rule.condition, gate, bits):
+                # The unit's tokens rule out the condition: skip the regexes. Its literals
+                # (dearer) are only looked at when its stems do not.
+                if not may_hold(rule.condition, gate, bits):
                     continue
-                got = eval_generic(rule, u.text)
+                if lits is None and doc is not None:
+                    lits = doc.unit_lits(pack.index, i)
+                if not may_hold(rule.condition, None, bits, lits):
+                    continue
+                got = eval_generic(rule, u.text, lits)
                 if got is None:
                     continue
                 spans = got

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from monitor.analyse.rules import (
     CompiledCondition,
     GatedMatcher,
+    Lits,
     RoleMatcher,
     Rule,
     RulePack,
@@ -361,13 +362,22 @@ def assess_unit(
     return a.with_context(context)
 
 
-def assess(text: str, lang: str, pack: RulePack, bits: int = ALL_BITS) -> Assessment | None:
+def _roles(base: RoleMatcher, pack: RulePack, bits: int, lits: Lits) -> Roles:
+    """``base`` restricted to what a text's token bits and literals (``lits``, from the
+    pack's LiteralIndex) allow."""
+    gate = pack.role_gate if bits != ALL_BITS else None
+    if gate is None and lits is None:
+        return base
+    return GatedMatcher(base, gate, bits, lits)
+
+
+def assess(
+    text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
+) -> Assessment | None:
     """:func:`assess_unit` without context, keeping what :meth:`Assessment.with_context`
-    needs."""
+    needs. ``lits``: the unit's literals in the pack's LiteralIndex."""
     base = pack.matcher(lang)
-    m: Roles = base
-    if bits != ALL_BITS and pack.role_gate is not None:
-        m = GatedMatcher(base, pack.role_gate, bits)
+    m = _roles(base, pack, bits, lits)
     folded = fold(text)
     # Cheap exits first: most prefilter hits name an AI object without any training purpose.
     if not (m.search("purpose", folded) or m.search("purpose_weak", folded)):
@@ -453,12 +463,11 @@ def _dedup(spans: list[Span]) -> list[Span]:
     return out
 
 
-def mentions_training(text: str, lang: str, pack: RulePack, bits: int = ALL_BITS) -> bool:
+def mentions_training(
+    text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
+) -> bool:
     """Does ``text`` refer to training or to an AI object (used to tie context units)?"""
-    base = pack.matcher(lang)
-    m: Roles = base
-    if bits != ALL_BITS and pack.role_gate is not None:
-        m = GatedMatcher(base, pack.role_gate, bits)
+    m = _roles(pack.matcher(lang), pack, bits, lits)
     folded = fold(text)
     return bool(m.find("object", folded) or m.find("purpose", folded) or m.find("anaphora", folded))
 
@@ -476,19 +485,34 @@ def _split_clauses(text: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out if b > a]
 
 
-def _eval(c: CompiledCondition, text: str, hits: list[Span]) -> bool:
+def _spans_of(pat: re.Pattern[str] | None, text: str) -> list[re.Match[str]]:
+    if pat is None:
+        return []
+    return [mm for mm in pat.finditer(text) if mm.end() > mm.start()]
+
+
+def _patterns(c: CompiledCondition, lits: Lits) -> list[re.Pattern[str] | None]:
+    """The node's patterns (one, or each side of "near") for a text holding ``lits``."""
+    if c.term_sets:
+        return [ts.pattern(lits) for ts in c.term_sets]
+    if c.op == "near":
+        assert c.near is not None
+        return list(c.near)
+    return [c.pattern]
+
+
+def _eval(c: CompiledCondition, text: str, hits: list[Span], lits: Lits = None) -> bool:
     if c.op == "terms":
-        assert c.pattern is not None
-        found = [mm for mm in c.pattern.finditer(text) if mm.end() > mm.start()]
+        found = _spans_of(_patterns(c, lits)[0], text)
         for mm in found:
             hits.append(Span(mm.start(), mm.end(), "term", mm.group()))
         return bool(found)
     if c.op == "near":
-        assert c.near is not None
-        a_hits = [mm.span() for mm in c.near[0].finditer(text) if mm.end() > mm.start()]
+        side_a, side_b = _patterns(c, lits)
+        a_hits = [mm.span() for mm in _spans_of(side_a, text)]
         if not a_hits:  # the (rarer, by convention) first side decides most units
             return False
-        b_hits = [mm.span() for mm in c.near[1].finditer(text) if mm.end() > mm.start()]
+        b_hits = [mm.span() for mm in _spans_of(side_b, text)]
         runs = _WordRuns(text) if b_hits else None
         for a in a_hits:
             for b in b_hits:
@@ -500,38 +524,42 @@ def _eval(c: CompiledCondition, text: str, hits: list[Span]) -> bool:
                     return True
         return False
     if c.op == "all":
-        return all(_eval(k, text, hits) for k in c.children)
+        return all(_eval(k, text, hits, lits) for k in c.children)
     if c.op == "any":
-        return any([_eval(k, text, hits) for k in c.children])  # collect every hit
-    return not _eval(c.children[0], text, [])
+        return any([_eval(k, text, hits, lits) for k in c.children])  # collect every hit
+    return not _eval(c.children[0], text, [], lits)
 
 
-def may_hold(c: CompiledCondition, gate: TokenGate, bits: int) -> bool:
+def may_hold(c: CompiledCondition, gate: TokenGate | None, bits: int, lits: Lits = None) -> bool:
     """False only when ``c`` cannot hold on a text whose tokens carry ``bits`` (see
-    :class:`TokenGate`): a cheap test before :func:`eval_generic`."""
+    :class:`TokenGate`) or whose literals are ``lits`` (see TermSet): a cheap test before
+    :func:`eval_generic`."""
     if c.op in ("terms", "near"):
-        return all(gate.hit(k, bits) for k in c.gate_keys)
+        if gate is not None and not all(gate.hit(k, bits) for k in c.gate_keys):
+            return False
+        return all(ts.may_match(lits) for ts in c.term_sets)
     if c.op == "all":
-        return all(may_hold(k, gate, bits) for k in c.children)
+        return all(may_hold(k, gate, bits, lits) for k in c.children)
     if c.op == "any":
-        return any(may_hold(k, gate, bits) for k in c.children)
+        return any(may_hold(k, gate, bits, lits) for k in c.children)
     return True
 
 
-def eval_generic(rule: Rule, text: str) -> list[Span] | None:
-    """Spans of the terms that made ``rule`` fire on ``text``, or ``None``."""
+def eval_generic(rule: Rule, text: str, lits: Lits = None) -> list[Span] | None:
+    """Spans of the terms that made ``rule`` fire on ``text``, or ``None``. ``lits``: the
+    literals of ``text`` (or of a text it is part of) in the pack's LiteralIndex."""
     assert rule.condition is not None
     folded = fold(text)
     if rule.scope == "clause":
         for a, b in _split_clauses(folded):
             hits: list[Span] = []
-            if _eval(rule.condition, folded[a:b], hits):
+            if _eval(rule.condition, folded[a:b], hits, lits):
                 return [
                     Span(h.start + a, h.end + a, h.role, text[h.start + a : h.end + a])
                     for h in hits
                 ]
         return None
     hits = []
-    if _eval(rule.condition, folded, hits):
+    if _eval(rule.condition, folded, hits, lits):
         return _dedup([Span(h.start, h.end, h.role, text[h.start : h.end]) for h in hits])
     return None

@@ -15,8 +15,11 @@ searches.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from re._casefix import _EXTRA_CASES  # the engine's own case equivalences
@@ -227,33 +230,43 @@ class RoleMatcher:
     """The compiled lexicon of one language: one alternation per role."""
 
     roles: dict[str, re.Pattern[str]]
+    sets: dict[str, TermSet] = field(default_factory=dict)  # the same alternations
 
-    def find(self, role: str, text: str) -> list[tuple[int, int]]:
-        pat = self.roles.get(role)
+    def _pattern(self, role: str, lits: Lits) -> re.Pattern[str] | None:
+        ts = self.sets.get(role)
+        return self.roles.get(role) if ts is None else ts.pattern(lits)
+
+    def find(self, role: str, text: str, lits: Lits = None) -> list[tuple[int, int]]:
+        """Spans of ``role`` in ``text``; ``lits``: the text's literals (LiteralIndex)."""
+        pat = self._pattern(role, lits)
         if pat is None:
             return []
         return [m.span() for m in pat.finditer(text) if m.end() > m.start()]
 
-    def search(self, role: str, text: str) -> bool:
-        pat = self.roles.get(role)
+    def search(self, role: str, text: str, lits: Lits = None) -> bool:
+        pat = self._pattern(role, lits)
         return pat is not None and pat.search(text) is not None
 
 
 @dataclass(slots=True)
 class GatedMatcher:
-    """A :class:`RoleMatcher` that skips the roles a text's token bits rule out."""
+    """A :class:`RoleMatcher` that skips the roles a text's token bits rule out and matches
+    the others with only the terms its literals allow."""
 
     m: RoleMatcher
-    gate: TokenGate
+    gate: TokenGate | None
     bits: int
+    lits: Lits = None
 
     def find(self, role: str, text: str) -> list[tuple[int, int]]:
-        if not self.gate.hit(ROLE_KEY[role], self.bits):
+        if self.gate is not None and not self.gate.hit(ROLE_KEY[role], self.bits):
             return []
-        return self.m.find(role, text)
+        return self.m.find(role, text, self.lits)
 
     def search(self, role: str, text: str) -> bool:
-        return self.gate.hit(ROLE_KEY[role], self.bits) and self.m.search(role, text)
+        if self.gate is not None and not self.gate.hit(ROLE_KEY[role], self.bits):
+            return False
+        return self.m.search(role, text, self.lits)
 
 
 # TokenGate key of each role of an ai_training pack.
@@ -281,6 +294,8 @@ class CompiledCondition:
     children: list[CompiledCondition] = field(default_factory=list)
     # TokenGate keys: the terms (or each side of "near") a text needs for this node to hold
     gate_keys: tuple[str, ...] = ()
+    # ``pattern`` (or each side of ``near``) as a TermSet of the pack's LiteralIndex
+    term_sets: tuple[TermSet, ...] = ()
 
 
 @dataclass(slots=True)
@@ -305,6 +320,10 @@ class RulePack:
     # Set-based prefilters of whole documents (key "pre" = what ``prefilter`` tests).
     gate: TokenGate | None = None
     role_gate: TokenGate | None = None  # ai_training: one key per role (ROLE_KEY)
+    # The literals of every term of the pack (see TermSet); ai_training: the object and the
+    # purpose terms of every language, which a unit needs both to be a training statement.
+    index: LiteralIndex | None = None
+    need: tuple[TermSet, ...] = ()
 
     def matcher(self, lang: str) -> RoleMatcher:
         return self.matchers.get(lang) or self.matchers["und"]
@@ -362,34 +381,78 @@ def term_to_regex(term: str) -> str:
     return body
 
 
-def _compile_terms(terms: Iterable[str], where: _Where) -> re.Pattern[str] | None:
-    parts: list[str] = []
-    for t in terms:
-        if not isinstance(t, str):
-            raise where.error(f"term {t!r} is not a string")
-        try:
-            rx = term_to_regex(t)
-            re.compile(rx, re.IGNORECASE)
-        except (re.error, ValueError) as exc:
-            raise where.error(f"bad pattern {t!r}: {exc}") from None
-        parts.append(f"(?:{rx})")
-    if not parts:
-        return None
-    # Longest alternatives first so a span covers "machine learning models", not "machine".
-    parts.sort(key=len, reverse=True)
-    # One shared word-boundary test in front of the word-start terms is much cheaper than
-    # one per alternative.
-    at_word = [p[5:-1] for p in parts if p.startswith("(?:\\b")]
-    rest = [p for p in parts if not p.startswith("(?:\\b")]
-    # Case-sensitive word-start terms ("AI", "LLM*") join the shared word-boundary group at
-    # its end: the same order of alternatives, as long as no other term came before them.
-    while (
-        rest and (m := _UPPER_AT_WORD.fullmatch(rest[0])) and not _top_level_alternation(m.group(1))
-    ):
-        at_word.append(f"(?-i:{m.group(1)})")
-        rest.pop(0)
-    pieces = ([r"\b(?:" + "|".join(_by_first_char(at_word)) + ")"] if at_word else []) + rest
-    return re.compile("|".join(pieces), re.IGNORECASE)
+def _compile_terms(
+    terms: Iterable[str], where: _Where, keep: Collection[int] | None = None
+) -> re.Pattern[str] | None:
+    """One alternation of ``terms`` (see :class:`_Alternation`)."""
+    alt = _Alternation.build(list(terms), where)
+    return None if alt is None else alt.compile(keep)
+
+
+@dataclass(slots=True)
+class _Alternation:
+    """The alternatives of a list of terms, in the order and form the pattern tries them:
+    ``grouped`` under a shared word-boundary test (and first-character classes), then
+    ``rest``; each alternative carries the index of its term."""
+
+    grouped: list[tuple[frozenset[str] | None, bool, list[tuple[int, str]]]]
+    rest: list[tuple[int, str]]
+
+    @staticmethod
+    def build(terms: list[str], where: _Where) -> _Alternation | None:
+        parts: list[tuple[int, str]] = []
+        for i, t in enumerate(terms):
+            if not isinstance(t, str):
+                raise where.error(f"term {t!r} is not a string")
+            try:
+                rx = term_to_regex(t)
+                re.compile(rx, re.IGNORECASE)
+            except (re.error, ValueError) as exc:
+                raise where.error(f"bad pattern {t!r}: {exc}") from None
+            parts.append((i, f"(?:{rx})"))
+        if not parts:
+            return None
+        # Longest alternatives first so a span covers "machine learning models", not
+        # "machine".
+        parts.sort(key=lambda p: len(p[1]), reverse=True)
+        # One shared word-boundary test in front of the word-start terms is much cheaper
+        # than one per alternative.
+        at_word = [(i, p[5:-1]) for i, p in parts if p.startswith("(?:\\b")]
+        rest = [(i, p) for i, p in parts if not p.startswith("(?:\\b")]
+        # Case-sensitive word-start terms ("AI", "LLM*") join the shared word-boundary group
+        # at its end: the same order of alternatives, as long as no other term came before
+        # them.
+        while (
+            rest
+            and (m := _UPPER_AT_WORD.fullmatch(rest[0][1]))
+            and not _top_level_alternation(m.group(1))
+        ):
+            at_word.append((rest[0][0], f"(?-i:{m.group(1)})"))
+            rest.pop(0)
+        return _Alternation(_by_first_char(at_word), rest)
+
+    def compile(self, keep: Collection[int] | None = None) -> re.Pattern[str] | None:
+        """The pattern; with ``keep``, the same pattern with only the alternatives of those
+        terms (indices), each in the very form it has in the full pattern, so that both find
+        the same matches wherever the others cannot match."""
+        out: list[str] = []
+        for chars, group, items in self.grouped:
+            kept = [a for i, a in items if keep is None or i in keep]
+            if not kept:
+                continue
+            if not group:
+                out.append(f"(?:{kept[0]})")
+            else:
+                assert chars is not None
+                members = "".join(re.escape(c) for c in sorted(chars))
+                rests = "|".join(f"(?:{it[1:]})" for it in kept)
+                out.append(f"(?-i:[{members}])(?:{rests})")
+        pieces = ([r"\b(?:" + "|".join(out) + ")"] if out else []) + [
+            p for i, p in self.rest if keep is None or i in keep
+        ]
+        if not pieces:
+            return None
+        return re.compile("|".join(pieces), re.IGNORECASE)
 
 
 _UPPER_AT_WORD = re.compile(r"\(\?:\(\?-i:\\b(.*)\)\)", re.DOTALL)
@@ -413,37 +476,39 @@ def _case_chars(ch: str) -> frozenset[str]:
     return frozenset(c for c in chars if len(c) == 1)
 
 
-def _by_first_char(alts: list[str]) -> list[str]:
+def _by_first_char(
+    alts: list[tuple[int, str]],
+) -> list[tuple[frozenset[str] | None, bool, list[tuple[int, str]]]]:
     """Alternatives grouped under their first character: ``[mM](?:odel\\w*|achine...)``.
 
     Python's regex engine tries every alternative at every word start, and under IGNORECASE
     it cannot reject one on its first character cheaply; a case-sensitive class in front of
     each group can be. Matches are unchanged: inside a group the order is kept, alternatives
     whose first characters cannot match the same text never compete, and an alternative
-    without a known first character closes the run (keeping its place).
+    without a known first character closes the run (keeping its place). (The class is made
+    of ``_case_chars``, which misses a few characters IGNORECASE would take, "İ" for "i":
+    a grouped alternative does not match them.)
+
+    ``alts`` are ``(term index, regex)``; the result is ``(first characters, grouped?,
+    alternatives)`` in pattern order.
     """
-    out: list[str] = []
-    run: dict[frozenset[str], list[str]] = {}
+    out: list[tuple[frozenset[str] | None, bool, list[tuple[int, str]]]] = []
+    run: dict[frozenset[str], list[tuple[int, str]]] = {}
 
     def flush() -> None:
         for chars, items in run.items():
-            if len(items) == 1:
-                out.append(f"(?:{items[0]})")
-            else:
-                members = "".join(re.escape(c) for c in sorted(chars))
-                rests = "|".join(f"(?:{it[1:]})" for it in items)
-                out.append(f"(?-i:[{members}])(?:{rests})")
+            out.append((chars, len(items) > 1, items))
         run.clear()
 
-    for a in alts:
+    for i, a in alts:
         ch = _first_char(a)
         chars = _case_chars(ch) if ch is not None else None
         if chars is None or any(k != chars and k & chars for k in run):
             flush()
         if chars is None:
-            out.append(f"(?:{a})")
+            out.append((None, False, [(i, a)]))
         else:
-            run.setdefault(chars, []).append(a)
+            run.setdefault(chars, []).append((i, a))
     flush()
     return out
 
@@ -693,7 +758,7 @@ class TokenGate:
     not *sound*: :meth:`hit` then always answers True.
     """
 
-    __slots__ = ("_any", "_bits", "_idle", "_patterns", "masks")
+    __slots__ = ("_any", "_bits", "_idle", "_memo", "_patterns", "masks")
 
     def __init__(self, keys: dict[str, list[str]]) -> None:
         self.masks: dict[str, int] = {}
@@ -714,6 +779,7 @@ class TokenGate:
         self._any = re.compile("|".join(alts)) if alts else None
         self._bits: dict[str, int] = {}
         self._idle: set[str] = set()
+        self._memo: dict[str, int] = {}  # for mask(): every token seen, 0 included
 
     def sound(self, key: str) -> bool:
         return key in self.masks
@@ -724,7 +790,11 @@ class TokenGate:
         return mask is None or bool(bits & mask)
 
     def classify(self, tokens: set[str]) -> dict[str, int]:
-        """The tokens (lower-cased, folded) that contain a stem, with their key bits."""
+        """The tokens that contain a stem (once folded and lower-cased), with their key bits.
+
+        Tokens are taken as they are in the text: lower-casing and folding one token gives
+        the token of the lower-cased, folded text (neither creates nor removes whitespace,
+        and the one context-dependent lower-casing, final sigma, stops at whitespace)."""
         if self._any is None:
             return {}
         out: dict[str, int] = {}
@@ -747,8 +817,15 @@ class TokenGate:
             self._bits = {}
         return out
 
+    def mask(self, tokens: list[str]) -> int:
+        """OR of the key bits of ``tokens`` (one unit's)."""
+        if self._any is None:
+            return 0
+        return _or_cached(self._memo, tokens, self._classify)
+
     def _classify(self, tok: str) -> int:
         assert self._any is not None
+        tok = fold(tok).lower()
         if self._any.search(tok) is None:
             return 0
         b = 0
@@ -758,9 +835,364 @@ class TokenGate:
         return b
 
 
-def text_tokens(text: str) -> list[str]:
-    """The tokens :class:`TokenGate` compares: whitespace-delimited, folded, lower-cased."""
-    return fold(text).lower().split()
+def _or_cached(cache: dict[str, int], tokens: list[str], classify: Any) -> int:
+    """OR of ``cache[t]`` over ``tokens``, classifying the tokens the cache lacks first.
+    The OR runs in C (map, filter, reduce): a unit has tens of tokens, most of them known."""
+    try:
+        return functools.reduce(operator.or_, filter(None, map(cache.__getitem__, tokens)), 0)
+    except KeyError:
+        pass
+    if len(cache) > _GATE_CACHE_MAX:
+        cache.clear()
+    for tok in tokens:
+        if tok not in cache:
+            cache[tok] = classify(tok)
+    return functools.reduce(operator.or_, filter(None, map(cache.__getitem__, tokens)), 0)
+
+
+# --------------------------------------------------------------------------- term gates
+#
+# A TokenGate knows one stem per term; a term of several words ("training program*") or a
+# regex ("\byou\s+(?:hereby\s+)?grant\b") needs all of its literals in the text, which is a
+# much sharper test. The literals of every term are indexed per pack; a unit's tokens give
+# the set of literals it holds (a bit mask), and an alternation of terms is then matched
+# with only the terms whose literals are all there: none (no regex at all), a few (a small
+# pattern, compiled once per subset) or all (the full pattern). Matches are unchanged: at
+# every position the alternation tries its terms in order, and a term that cannot match
+# anywhere in the text cannot change which one matches first.
+#
+# This test must hold for every text the full pattern can match, so literals are compared
+# as re.IGNORECASE compares characters (case_key), not as str.lower() does.
+
+
+def _case_classes() -> dict[int, str]:
+    """Each character with case-insensitive equivalents beyond lower-casing (re's own
+    table: ſ/s, ı/i, ς/σ...) mapped to one representative of its class (the smallest)."""
+    parent: dict[int, int] = {}
+
+    def find(c: int) -> int:
+        while parent.get(c, c) != c:
+            c = parent[c]
+        return c
+
+    for c, extras in _EXTRA_CASES.items():
+        for e in extras:
+            a, b = find(c), find(e)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    members = set(_EXTRA_CASES) | {e for extras in _EXTRA_CASES.values() for e in extras}
+    return {c: chr(find(c)) for c in members if find(c) != c}
+
+
+_CASE_REP = _case_classes()
+
+
+def case_key(text: str) -> str:
+    """``text`` with each character replaced by a representative of the characters that
+    match it under re.IGNORECASE: its simple lower case (str.lower() is the full one, which
+    differs only for "İ", mapped to "i" first), then re's extra equivalences. Two characters
+    of the same key are all the engine needs to match a term's character to a text's."""
+    if text.isascii():
+        return text.lower()
+    return text.replace("İ", "i").lower().translate(_CASE_REP)
+
+
+def _is_word_char(ch: str) -> bool:
+    # re's \w and \b for str patterns: alphanumeric or underscore.
+    return ch.isalnum() or ch == "_"
+
+
+# Literal kinds: where the literal sits in a token, as \b sees it.
+Kind = Literal["word", "start", "end", "anywhere"]
+
+
+def _kind(left: bool, right: bool) -> Kind:
+    if left and right:
+        return "word"
+    if left:
+        return "start"
+    if right:
+        return "end"
+    return "anywhere"
+
+
+# re's own parser (untyped, internal like _casefix): what a regex term guarantees is read
+# from its parse tree.
+_RE_PARSER: Any = importlib.import_module("re._parser")
+_RE_CONSTANTS: Any = importlib.import_module("re._constants")
+
+
+def _plain_literals(raw: str) -> list[tuple[str, Kind]]:
+    """Literals of a plain term (see :func:`term_to_regex`): its runs between spaces,
+    hyphens, apostrophes and ``*``. A side of a run is a word boundary in every match when
+    the term's regex puts one there: the term's own ``\\b`` at its ends, or a space or an
+    apostrophe (never a word character) next to it; a hyphen is optional and ``*`` is
+    ``\\w*``, so a run next to one may be glued to a word."""
+    out: list[tuple[str, Kind]] = []
+    for m in re.finditer(r"[^\s\-'’*]+", raw):
+        lit = m.group()
+        a, b = m.start(), m.end()
+        # At the term's ends, term_to_regex puts \b next to a word character.
+        left = _is_word_char(lit[0]) and (a == 0 or raw[a - 1] not in "-*")
+        right = _is_word_char(lit[-1]) and (b == len(raw) or raw[b] not in "-*")
+        out.append((case_key(lit), _kind(left, right)))
+    return out
+
+
+def _regex_literals(body: str) -> list[tuple[str, Kind]]:
+    """Literal runs every match of the regex ``body`` contains (case-insensitively), with
+    the word boundaries the regex guarantees around them. Conservative: groups in an
+    alternation, optional or repeated parts, lookarounds and backreferences are skipped."""
+    c = _RE_CONSTANTS
+    try:
+        tree = _RE_PARSER.parse(body, re.IGNORECASE)
+    except re.error:
+        return []
+    out: list[tuple[str, Kind]] = []
+    run: list[str] = []
+    left = False
+
+    def flush(right: bool) -> None:
+        nonlocal run
+        if run:
+            lit = "".join(run)
+            out.append((case_key(lit), _kind(left and _is_word_char(lit[0]), right)))
+        run = []
+
+    def non_word_set(items: Any) -> bool:
+        """Does the character set ``items`` (IN) only match non-word characters?"""
+        for op, av in items:
+            if op is c.LITERAL:
+                if _is_word_char(chr(av)):
+                    return False
+            elif op is c.CATEGORY:
+                if av not in (c.CATEGORY_SPACE, c.CATEGORY_NOT_WORD):
+                    return False
+            else:
+                return False
+        return True
+
+    def walk(seq: Any) -> None:
+        nonlocal left
+        for op, av in seq:
+            if op is c.LITERAL:
+                ch = chr(av)
+                if ch.isspace():  # a token never holds whitespace
+                    flush(bool(run) and _is_word_char(run[-1]))
+                    left = True
+                else:
+                    run.append(ch)
+            elif op is c.SUBPATTERN:
+                walk(av[-1])
+            elif (op is c.AT and av is c.AT_BOUNDARY) or (op is c.IN and non_word_set(av)):
+                # \b, or a character that is no word character: a boundary on both sides
+                flush(bool(run) and _is_word_char(run[-1]))
+                left = True
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+                lo, _hi, item = av
+                simple = len(item) == 1 and item[0][0] is c.IN and non_word_set(item[0][1])
+                if lo >= 1 and simple:  # \s+, [\s\-]+: a non-word character on both sides
+                    flush(bool(run) and _is_word_char(run[-1]))
+                    left = True
+                    continue
+                flush(False)
+                left = False
+                if lo >= 1:
+                    walk(item)  # its first repetition is required
+                    flush(False)
+                left = False
+            else:
+                flush(False)
+                left = False
+
+    walk(tree)
+    flush(False)
+    return out
+
+
+def term_literals(term: str) -> list[tuple[str, Kind]]:
+    """Literals (case keys, without whitespace) that every match of ``term`` contains, each
+    inside one whitespace-delimited token of the matched text, and where it sits there."""
+    if term.startswith("re:"):
+        lits = _regex_literals(fold(term[3:].strip()))
+    else:
+        lits = _plain_literals(fold(term.strip()))
+    # A one-character literal anywhere in a token rules out next to nothing.
+    return [(lit, kind) for lit, kind in lits if kind != "anywhere" or len(lit) >= 2]
+
+
+# The literals a text holds: ids in a LiteralIndex; None: unknown (every term may match).
+Lits = frozenset[int] | None
+_NO_LITS: frozenset[int] = frozenset()
+
+
+class LiteralIndex:
+    """Which term literals a text holds, judged from its tokens (cached per token)."""
+
+    __slots__ = ("_cache", "_odd", "_runs", "ids")
+
+    def __init__(self, literals: Iterable[tuple[str, Kind]]) -> None:
+        self.ids: dict[tuple[str, Kind], int] = {}
+        for lk in literals:
+            if lk not in self.ids:
+                self.ids[lk] = len(self.ids)
+        # Literals of word characters only lie inside one run of word characters of a
+        # token: found by dictionary look-ups on its runs, their prefixes, suffixes and
+        # substrings of the lengths that occur. Others ("x.ai", "6(1)") are searched for.
+        by_kind: dict[str, dict[str, int]] = {k: {} for k in ("word", "start", "end", "anywhere")}
+        self._odd: list[tuple[str, Kind, int]] = []
+        for (lit, kind), i in self.ids.items():
+            if lit and all(_is_word_char(ch) for ch in lit):
+                by_kind[kind][lit] = i
+            else:
+                self._odd.append((lit, kind, i))
+        lengths = {k: sorted({len(x) for x in d}) for k, d in by_kind.items()}
+        self._runs = (by_kind, lengths)
+        self._cache: dict[str, frozenset[int]] = {}
+
+    def mask(self, tokens: list[str]) -> frozenset[int]:
+        """The literals ``tokens`` hold. (Sets of ids, not bit masks: OR-ing big integers
+        per token costs more than a union of small sets, done in C.)"""
+        cache = self._cache
+        try:
+            return _NO_LITS.union(*map(cache.__getitem__, tokens))
+        except KeyError:
+            pass
+        if len(cache) > _GATE_CACHE_MAX:
+            cache.clear()
+        for tok in tokens:
+            if tok not in cache:
+                cache[tok] = self._classify(tok)
+        return _NO_LITS.union(*map(cache.__getitem__, tokens))
+
+    def _classify(self, tok: str) -> frozenset[int]:
+        if not self.ids:
+            return _NO_LITS
+        key = case_key(fold(tok))
+        by_kind, lengths = self._runs
+        words, starts, ends, anywhere = (
+            by_kind["word"],
+            by_kind["start"],
+            by_kind["end"],
+            by_kind["anywhere"],
+        )
+        found: set[int] = set()
+        for run in _WORD_RUN.findall(key):
+            n = len(run)
+            if run in words:
+                found.add(words[run])
+            for k in lengths["start"]:
+                if k > n:
+                    break
+                if run[:k] in starts:
+                    found.add(starts[run[:k]])
+            for k in lengths["end"]:
+                if k > n:
+                    break
+                if run[n - k :] in ends:
+                    found.add(ends[run[n - k :]])
+            for k in lengths["anywhere"]:
+                if k > n:
+                    break
+                for i in range(n - k + 1):
+                    if run[i : i + k] in anywhere:
+                        found.add(anywhere[run[i : i + k]])
+        for lit, kind, i in self._odd:
+            if i not in found and _holds(key, lit, kind):
+                found.add(i)
+        return frozenset(found) if found else _NO_LITS
+
+
+_WORD_RUN = re.compile(r"\w+")
+
+
+def _holds(key: str, lit: str, kind: Kind) -> bool:
+    """Does ``lit`` occur in ``key`` with the word boundaries ``kind`` asks for?"""
+    i = key.find(lit)
+    while i >= 0:
+        j = i + len(lit)
+        left = i == 0 or not _is_word_char(key[i - 1])
+        right = j == len(key) or not _is_word_char(key[j])
+        if kind == "anywhere" or ((left or kind == "end") and (right or kind == "start")):
+            return True
+        i = key.find(lit, i + 1)
+    return False
+
+
+# A pattern subset per distinct set of possible terms, compiled once; past this many per
+# term set, the cache starts again.
+_SUBSET_CACHE_MAX = 512
+
+
+class TermSet:
+    """An alternation of terms that can be matched with only the terms a text may hold."""
+
+    __slots__ = ("_always", "_anchors", "_cache", "_compile", "anchor_ids", "full", "n")
+
+    def __init__(
+        self,
+        terms: list[str],
+        full: re.Pattern[str] | None,
+        index: LiteralIndex | None,
+        compile_subset: Any = None,
+    ) -> None:
+        self.full = full
+        self.n = len(terms)
+        self._compile = compile_subset
+        self._cache: dict[tuple[int, ...], re.Pattern[str]] = {}
+        # Each term that needs literals hangs on one of them (its anchor, the longest): only
+        # the terms of the anchors a text holds are examined.
+        self._anchors: dict[int, list[tuple[int, frozenset[int]]]] = {}
+        self._always: list[int] = []
+        for i, t in enumerate(terms):
+            lits = [lk for lk in term_literals(t) if index is not None and lk in index.ids]
+            if not lits:
+                self._always.append(i)
+                continue
+            assert index is not None
+            req = frozenset(index.ids[lk] for lk in lits)
+            anchor = index.ids[max(lits, key=lambda lk: len(lk[0]))]
+            self._anchors.setdefault(anchor, []).append((i, req))
+        self.anchor_ids = frozenset(self._anchors)
+
+    def possible(self, lits: Lits) -> list[int]:
+        """Indices (in order) of the terms whose literals are all in ``lits``."""
+        if lits is None:
+            return list(range(self.n))
+        out = list(self._always)
+        for a in self.anchor_ids & lits:
+            for i, req in self._anchors[a]:
+                if req <= lits:
+                    out.append(i)
+        out.sort()
+        return out
+
+    def may_match(self, lits: Lits) -> bool:
+        if lits is None or self._always:
+            return True
+        for a in self.anchor_ids & lits:
+            for _i, req in self._anchors[a]:
+                if req <= lits:
+                    return True
+        return False
+
+    def pattern(self, lits: Lits) -> re.Pattern[str] | None:
+        """The pattern to match a text holding the literals ``lits`` with (None: no term
+        can match)."""
+        if lits is None:
+            return self.full
+        idx = self.possible(lits)
+        if not idx:
+            return None
+        if len(idx) == self.n or self._compile is None:
+            return self.full
+        key = tuple(idx)
+        pat = self._cache.get(key)
+        if pat is None:
+            if len(self._cache) > _SUBSET_CACHE_MAX:
+                self._cache.clear()
+            pat = self._cache[key] = self._compile(idx)
+        return pat
 
 
 # --------------------------------------------------------------------------- loading
@@ -825,8 +1257,13 @@ def _compile_ai(model: AiPackModel, where: _Where) -> RulePack:
     if "en" not in model.lexicons:
         raise where.error("the ai_training engine needs an 'en' lexicon", "lexicons")
 
+    # Validated by _compile_terms below before their literals are taken.
+    index: LiteralIndex | None = None
+    pending: list[tuple[RoleMatcher, str, list[str], _Where]] = []
+
     def build(langs: list[str]) -> RoleMatcher:
         roles: dict[str, re.Pattern[str]] = {}
+        matcher = RoleMatcher(roles)
         for role in AI_ROLES:
             terms: list[str] = []
             for lg in langs:
@@ -835,12 +1272,22 @@ def _compile_ai(model: AiPackModel, where: _Where) -> RulePack:
             pat = _compile_terms(terms, w)
             if pat is not None:
                 roles[role] = pat
-        return RoleMatcher(roles)
+                pending.append((matcher, role, terms, w))
+        return matcher
 
     matchers: dict[str, RoleMatcher] = {}
     for lang in model.lexicons:
         matchers[lang] = build([lang] if lang == "en" else [lang, "en"])
     matchers["und"] = build(list(model.lexicons))
+    index = LiteralIndex(
+        lk
+        for lex in model.lexicons.values()
+        for role in AI_ROLES
+        for t in getattr(lex, role)
+        for lk in term_literals(t)
+    )
+    for matcher, role, terms, w in pending:
+        matcher.sets[role] = TermSet(terms, matcher.roles[role], index, _subsets(terms, w))
     whens = {r.when for r in model.rules}
     if "disclosure" not in whens:
         raise where.error("the ai_training engine needs a rule with when: disclosure", "rules")
@@ -860,6 +1307,7 @@ def _compile_ai(model: AiPackModel, where: _Where) -> RulePack:
     for lex in model.lexicons.values():
         purpose_terms.extend(lex.purpose)
         purpose_terms.extend(lex.purpose_weak)
+    need = (TermSet(pre_terms, None, index), TermSet(purpose_terms, None, index))
     gate = TokenGate({"pre": pre_terms, "purpose": purpose_terms})
     # Kept apart: role terms ("you", "data", "not") are in most tokens, and only candidate
     # units need them.
@@ -888,6 +1336,8 @@ def _compile_ai(model: AiPackModel, where: _Where) -> RulePack:
         matchers=matchers,
         gate=gate,
         role_gate=role_gate,
+        index=index,
+        need=need,
     )
 
 
@@ -939,6 +1389,12 @@ def _compile_generic(model: GenericPackModel, where: _Where) -> RulePack:
     for rule in rules:
         assert rule.condition is not None
         _assign_gate_keys(rule.condition, gate_terms)
+    index = LiteralIndex(
+        lk for rule in rules for t in _all_terms(rule.condition) for lk in term_literals(t)
+    )
+    for rule in rules:
+        assert rule.condition is not None
+        _assign_term_sets(rule.condition, index, _Where(where.path, rule.id, where.text))
     return RulePack(
         id=model.id,
         title=model.title,
@@ -956,6 +1412,7 @@ def _compile_generic(model: GenericPackModel, where: _Where) -> RulePack:
         prefilter=prefilter,
         scope=model.scope,
         gate=TokenGate(gate_terms),
+        index=index,
     )
 
 
@@ -1041,6 +1498,46 @@ def _assign_gate_keys(c: CompiledCondition, keys: dict[str, list[str]]) -> None:
         for k in c.children:
             _assign_gate_keys(k, keys)
     # "not": nothing a text must contain
+
+
+def _subsets(terms: list[str], where: _Where) -> Any:
+    """How a TermSet of ``terms`` (compiled with _compile_terms) compiles a subset."""
+    built: list[_Alternation] = []  # on first use: most term sets never need a subset
+
+    def compile_subset(idx: list[int]) -> re.Pattern[str]:
+        if not built:
+            alt = _Alternation.build(terms, where)
+            assert alt is not None
+            built.append(alt)
+        pat = built[0].compile(set(idx))
+        assert pat is not None
+        return pat
+
+    return compile_subset
+
+
+def _all_terms(c: CompiledCondition | None) -> list[str]:
+    if c is None:
+        return []
+    own = c.terms + c.near_terms[0] + c.near_terms[1]
+    return own + [t for k in c.children for t in _all_terms(k)]
+
+
+def _assign_term_sets(c: CompiledCondition, index: LiteralIndex, where: _Where) -> None:
+    """Give ``c``'s term nodes their TermSets (of the terms and patterns _compile_condition
+    made; one term, e.g. a ``regex`` node, is never recompiled)."""
+    if c.op == "terms":
+        assert c.pattern is not None
+        subsets = _subsets(c.terms, where) if len(c.terms) > 1 else None
+        c.term_sets = (TermSet(c.terms, c.pattern, index, subsets),)
+    elif c.op == "near":
+        assert c.near is not None
+        c.term_sets = tuple(
+            TermSet(terms, pat, index, _subsets(terms, where))
+            for terms, pat in zip(c.near_terms, c.near, strict=True)
+        )
+    for k in c.children:
+        _assign_term_sets(k, index, where)
 
 
 def _ref_terms(ref: str, raw_lex: dict[str, list[str]]) -> list[str]:

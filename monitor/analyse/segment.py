@@ -9,21 +9,36 @@ characters.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 
 from monitor.models import Unit
 
 _BLOCK_SEP = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
-_HEADING = re.compile(r"(#{1,6})[ \t]+(.*?)[ \t#]*$")
-_SETEXT = re.compile(r"(?:=+|-{3,})[ \t]*$")
-_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+•·]|\d{1,3}[.)]|[a-z][.)])[ \t]+(?=\S)")
+# One match per line. The three forms exclude each other (a setext underline has no space
+# after its first "-", a heading starts with "#"), so their order only matters for speed.
+_LINE = re.compile(
+    r"(#{1,6})[ \t]+(.*?)[ \t#]*$"  # ATX heading: 1 = the hashes, 2 = the title
+    r"|((?:=+|-{3,})[ \t]*$)"  # 3: a setext underline
+    r"|[ \t]*(?:[-*+•·]|\d{1,3}[.)]|[a-z][.)])[ \t]+(?=\S)"  # a list item marker
+)
 _MD_DECOR = re.compile(r"\*\*|__|\[([^\]\n]*)\]\([^)\n]*\)")
 
 # A sentence end: terminal punctuation (plus closing quotes/brackets) followed by space and
 # something that can start a sentence.
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=[ \t\n]+[\"'“‘«(\[¿¡*_]*[A-ZÀ-ÖØ-ÞĀ-ſΑ-ΩΆ-Ώ0-9])")
-_LAST_TOKEN = re.compile(r"(\S+)$")
+# The lookahead captures the whitespace after the end, so the next sentence starts at
+# ``m.end(1)`` without a character loop to trim it.
+_AFTER_END = r"[\"'”’»)\]]*(?=([ \t\n]+)[\"'“‘«(\[¿¡*_]*([A-ZÀ-ÖØ-ÞĀ-ſΑ-ΩΆ-Ώ0-9]))"
+_BOUNDARY = re.compile(r"[.!?…]+" + _AFTER_END)
+# The same ends split by their first character: a pattern that starts with a literal is
+# searched for at C speed, one that starts with a class is tried at every position (8x
+# slower), so the rarer "!", "?" and "…" get their own pass, run only where they occur.
+_END_PUNCT = ".!?…"
+_DOT_BOUNDARY = re.compile(r"\.[.!?…]*" + _AFTER_END)
+_RARE_BOUNDARY = re.compile(r"[!?…][.!?…]*" + _AFTER_END)
+_DOTTED = re.compile(r"(?:\w\.)+\w?")
 
 # Lower-cased tokens (with their final period) that never end a sentence.
 _ABBREVIATIONS = frozenset(
@@ -45,10 +60,16 @@ _ABBREVIATIONS = frozenset(
 
 def _is_abbreviation(text: str, end: int) -> bool:
     """Is the period at ``text[end-1]`` part of an abbreviation or a legal reference?"""
-    m = _LAST_TOKEN.search(text, max(0, end - 16), end)
-    if m is None:
-        return False
-    token = m.group(1).lstrip("([\"'“‘«*_").lower()
+    return _abbreviation_at_end(text[max(0, end - 16) : end])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _abbreviation_at_end(window: str) -> bool:
+    """:func:`_is_abbreviation` of the 16 characters up to the period (all it looks at;
+    cached: sentence ends repeat, within a policy and across its versions)."""
+    # The last whitespace-delimited token (a period is never whitespace, so there is one).
+    token = window.rsplit(None, 1)[-1]
+    token = token.lstrip("([\"'“‘«*_").lower()
     token = token.rsplit("'", 1)[-1].rsplit("’", 1)[-1]  # elision: l'art.
     if token in _ABBREVIATIONS:
         return True
@@ -56,31 +77,99 @@ def _is_abbreviation(text: str, end: int) -> bool:
     core = token.rstrip(".")
     if len(core) == 1 and core.isalpha():
         return True
-    return bool(re.fullmatch(r"(?:\w\.)+\w?", token))
+    return _DOTTED.fullmatch(token) is not None
+
+
+def _boundaries(text: str, start: int, stop: int) -> list[re.Match[str]]:
+    """The matches of ``_BOUNDARY.finditer(text, start, stop)``.
+
+    A match of _BOUNDARY spans a whole run of end punctuation (a run's tail has the same
+    lookahead as its head, so it cannot match where the head failed); each split pattern
+    may also match inside a run that the other one starts, which is no match of _BOUNDARY.
+    """
+    ends = [
+        m
+        for m in _DOT_BOUNDARY.finditer(text, start, stop)
+        if m.start() == start or text[m.start() - 1] not in _END_PUNCT
+    ]
+    if any(text.find(ch, start, stop) >= 0 for ch in "!?…"):
+        rare = [
+            m
+            for m in _RARE_BOUNDARY.finditer(text, start, stop)
+            if m.start() == start or text[m.start() - 1] not in _END_PUNCT
+        ]
+        if rare:
+            ends = sorted(ends + rare, key=lambda m: m.start())
+    return ends
+
+
+def _ends_sentence(text: str, m: re.Match[str]) -> bool:
+    """Does the _BOUNDARY match ``m`` end a sentence? A lone period (not an ellipsis) may
+    belong to an abbreviation; the match's lookahead guarantees a character after it."""
+    p = m.start()
+    return text[p] != "." or text[p + 1] == "." or not _is_abbreviation(text, p + 1)
+
+
+def _spans(
+    text: str, start: int, stop: int, ends: Iterable[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Sentence spans of ``text[start:stop]`` cut at ``ends`` (sentence end, next start)."""
+    spans: list[tuple[int, int]] = []
+    s = start
+    for e, nxt in ends:
+        spans.append((s, e))
+        s = nxt
+    spans.append((s, stop))
+    # A sentence between two ends starts after the whitespace the end's lookahead captured
+    # and ends on punctuation: only the first start and the last end can carry whitespace.
+    a, b = spans[0]
+    while a < b and text[a].isspace():
+        a += 1
+    spans[0] = (a, b)
+    a, b = spans[-1]
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    if b > a:
+        spans[-1] = (a, b)
+    else:
+        spans.pop()
+    return spans
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Sentence spans ``(s, e)`` of ``text[start:end]`` (whitespace trimmed)."""
     stop = len(text) if end is None else end
-    spans: list[tuple[int, int]] = []
-    s = start
-    for m in _BOUNDARY.finditer(text, start, stop):
-        e = m.end()
-        punct = m.group()
-        if punct[0] == "." and not punct.startswith("..") and _is_abbreviation(text, m.start() + 1):
-            continue
-        spans.append((s, e))
-        s = e
-    spans.append((s, stop))
-    out: list[tuple[int, int]] = []
-    for a, b in spans:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if b > a:
-            out.append((a, b))
-    return out
+    ends = [(m.end(), m.end(1)) for m in _boundaries(text, start, stop) if _ends_sentence(text, m)]
+    return _spans(text, start, stop, ends)
+
+
+class _DocEnds:
+    """The sentence ends of a whole document, found in one pass, for its paragraphs.
+
+    ``split_sentences(text, s, e)`` of a paragraph finds the same ends: no end's punctuation
+    run crosses a paragraph start (whitespace or a list marker precedes it), and the only
+    one whose lookahead can cross the paragraph's end is its last (the lookahead reaches the
+    character that starts the next sentence, before the next end).
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.matches = _boundaries(text, 0, len(text))
+        self.at = [m.start() for m in self.matches]
+
+    def split(self, s: int, e: int) -> list[tuple[int, int]]:
+        text, at = self.text, self.at
+        lo = bisect_left(at, s)
+        hi = bisect_left(at, e, lo)
+        ends: list[tuple[int, int]] = []
+        if hi > lo:
+            found = self.matches[lo:hi]
+            if found[-1].end(2) > e:
+                found.pop()
+            ends = [(m.end(), m.end(1)) for m in found if _ends_sentence(text, m)]
+        if not ends and e > s and not text[s].isspace() and not text[e - 1].isspace():
+            return [(s, e)]  # one sentence, nothing to trim: most paragraphs and items
+        return _spans(text, s, e, ends)
 
 
 def _iter_blocks(text: str) -> Iterator[tuple[int, int]]:
@@ -89,17 +178,6 @@ def _iter_blocks(text: str) -> Iterator[tuple[int, int]]:
         yield pos, m.start()
         pos = m.end()
     yield pos, len(text)
-
-
-def _iter_lines(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    pos = start
-    while pos <= end:
-        nl = text.find("\n", pos, end)
-        if nl < 0:
-            yield pos, end
-            return
-        yield pos, nl
-        pos = nl + 1
 
 
 def _clean(text: str) -> str:
@@ -120,6 +198,7 @@ class _Segmenter:
         self.lead_in: str | None = None
         self.block = 0  # index of the block (paragraph / list run) a unit belongs to
         self.blocks: list[int] = []
+        self.ends = _DocEnds(text)
 
     def heading(self, level: int, title: str) -> None:
         self.headings = [h for h in self.headings if h[0] < level]
@@ -130,81 +209,82 @@ class _Segmenter:
 
     def paragraph(self, s: int, e: int) -> None:
         self.block += 1
-        sentences = split_sentences(self.text, s, e)
+        text, units, path = self.text, self.units, self.path
+        sentences = self.ends.split(s, e)
         for a, b in sentences:
-            self._emit(a, b, None)
-        last = _clean(self.text[sentences[-1][0] : sentences[-1][1]]) if sentences else ""
+            units.append(Unit(len(units), _clean(text[a:b]), a, b, path))
+        self.blocks.extend([self.block] * len(sentences))
+        last = units[-1].text if sentences else ""
         self.lead_in = last if last.rstrip("*_ ").endswith(":") else None
 
     def item(self, s: int, e: int, new_list: bool) -> None:
         if new_list:
             self.block += 1
-        for a, b in split_sentences(self.text, s, e):
-            self._emit(a, b, self.lead_in)
+        text, units, path, lead_in = self.text, self.units, self.path, self.lead_in
+        sentences = self.ends.split(s, e)
+        for a, b in sentences:
+            body = _clean(text[a:b])
+            units.append(Unit(len(units), f"{lead_in} — {body}" if lead_in else body, a, b, path))
+        self.blocks.extend([self.block] * len(sentences))
 
-    def _emit(self, a: int, b: int, lead_in: str | None) -> None:
-        body = _clean(self.text[a:b])
-        unit_text = f"{lead_in} — {body}" if lead_in else body
-        self.units.append(Unit(len(self.units), unit_text, a, b, self.path))
-        self.blocks.append(self.block)
+    def flush(self, kind: str, s: int, e: int, in_list: bool) -> bool:
+        """Emit the pending list item or paragraph; whether a list is now open."""
+        if kind == "item":
+            self.item(s, e, not in_list)
+            return True
+        if kind == "para":
+            self.paragraph(s, e)
+            return False
+        return in_list
 
 
 def segment_with_blocks(text: str) -> tuple[list[Unit], list[int]]:
     """Units plus, for each unit, the id of its block (paragraph or list run)."""
     seg = _Segmenter(text)
     in_list = False
+    line_match = _LINE.match
     for bs, be in _iter_blocks(text):
-        # Group the block's lines into headings, list items and paragraphs.
-        cur: tuple[str, int, int] | None = None  # (kind, start, end)
-        prev_line: tuple[int, int] | None = None
-
-        def flush(c: tuple[str, int, int] | None) -> None:
-            nonlocal in_list
-            if c is None:
-                return
-            kind, s, e = c
-            if kind == "item":
-                seg.item(s, e, not in_list)
-                in_list = True
+        # Group the block's lines into headings, list items and paragraphs: the pending
+        # one is ``kind`` ("item", "para" or "" for none) over ``text[cs:ce]``.
+        kind, cs, ce = "", 0, 0
+        prev_ls = -1  # start of the previous line of the pending one (-1: none)
+        ls = bs
+        while True:
+            le = text.find("\n", ls, be)
+            last = le < 0
+            if last:
+                le = be
+            if ls == le or (text[ls].isspace() and text[ls:le].isspace()):
+                pass  # a blank line
+            elif (m := line_match(text, ls, le)) is not None and m.group(1) is not None:
+                in_list = seg.flush(kind, cs, ce, in_list)
+                kind = ""
+                seg.heading(len(m.group(1)), m.group(2))
+                in_list = False
+                prev_ls = -1
+            elif m is not None and m.group(3) is not None and kind == "para" and cs == prev_ls:
+                # A setext underline below a one-line paragraph: that line is a heading.
+                seg.heading(1 if text[ls] == "=" else 2, text[cs:ce])
+                kind = ""
+                in_list = False
+                prev_ls = -1
             else:
-                seg.paragraph(s, e)
-                in_list = False
-
-        for ls, le in _iter_lines(text, bs, be):
-            line = text[ls:le]
-            if not line.strip():
-                continue
-            hm = _HEADING.match(line)
-            if hm:
-                flush(cur)
-                cur = None
-                seg.heading(len(hm.group(1)), hm.group(2))
-                in_list = False
-                prev_line = None
-                continue
-            if (
-                _SETEXT.match(line)
-                and cur is not None
-                and cur[0] == "para"
-                and prev_line is not None
-                and cur[1] == prev_line[0]
-            ):
-                seg.heading(1 if line.lstrip().startswith("=") else 2, text[cur[1] : cur[2]])
-                cur = None
-                in_list = False
-                prev_line = None
-                continue
-            lm = _LIST_ITEM.match(line)
-            if lm:
-                flush(cur)
-                cur = ("item", ls + lm.end(), le)
-            elif cur is None:
-                off = len(line) - len(line.lstrip())
-                cur = ("para", ls + off, le)
-            else:
-                cur = (cur[0], cur[1], le)
-            prev_line = (ls, le)
-        flush(cur)
+                if m is not None and m.group(3) is None:  # a list item marker
+                    in_list = seg.flush(kind, cs, ce, in_list)
+                    kind, cs, ce = "item", m.end(), le
+                elif kind == "":
+                    off = 0
+                    if text[ls].isspace():
+                        line = text[ls:le]
+                        off = len(line) - len(line.lstrip())
+                    kind, cs, ce = "para", ls + off, le
+                else:
+                    ce = le
+                prev_ls = ls
+            if last:
+                break
+            ls = le + 1
+        in_list = seg.flush(kind, cs, ce, in_list)
     return seg.units, seg.blocks
 
 

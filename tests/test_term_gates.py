@@ -1,0 +1,102 @@
+"""Term gates: a unit's literals pick the terms of an alternation it may match; matching
+with only those terms must find exactly what the full alternation finds."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from monitor.analyse import load_packs
+from monitor.analyse.rules import (
+    CompiledCondition,
+    LiteralIndex,
+    TermSet,
+    case_key,
+    fold,
+    term_literals,
+)
+
+DATA = Path(__file__).parent / "data"
+
+TRICKY = [
+    "We may use ſtaff training data and İnformation to train our AI-powered models.",
+    "Trained staff, don’t share; we don't share. X.AI and xAI Corp. use Meta AI.",
+    "You hereby grant us a licence to use your posts; if you do not opt out, by default.",
+    "Wir verwenden Inhalte Ihrer Nachrichten, KI-Modelle und maschinelles Lernen.",
+    "Nous utilisons l’IA et l'apprentissage automatique, conformément à l’art. 6(1)(a).",
+    "Χρησιμοποιούμε τα δεδομένα σας για την εκπαίδευση μοντέλων τεχνητής νοημοσύνης ΤΝ.",
+    "e-mail, E-Mail, email; user-generated content, AI\u00a0models, GPT-4, LLMs.",
+]
+
+
+def _texts() -> list[str]:
+    labelled = [
+        json.loads(line)["text"]
+        for f in sorted(DATA.glob("labels_*.jsonl"))
+        for line in f.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    return TRICKY + labelled[::8]  # every language, a few seconds
+
+
+def _term_sets() -> list[tuple[str, TermSet, LiteralIndex]]:
+    out: list[tuple[str, TermSet, LiteralIndex]] = []
+
+    def walk(pack_id: str, c: CompiledCondition, index: LiteralIndex) -> None:
+        out.extend((f"{pack_id}:cond", ts, index) for ts in c.term_sets)
+        for k in c.children:
+            walk(pack_id, k, index)
+
+    for pack in load_packs():
+        assert pack.index is not None
+        for lang, m in pack.matchers.items():
+            out.extend((f"{pack.id}:{lang}:{role}", ts, pack.index) for role, ts in m.sets.items())
+        for rule in pack.rules:
+            if rule.condition is not None:
+                walk(pack.id, rule.condition, pack.index)
+    return out
+
+
+def test_subset_patterns_find_what_the_full_alternation_finds() -> None:
+    texts = [fold(t) for t in _texts()]
+    checked = 0
+    for name, ts, index in _term_sets():
+        assert ts.full is not None
+        for text in texts:
+            lits = index.mask(text.split())
+            pat = ts.pattern(lits)
+            want = [m.span() for m in ts.full.finditer(text)]
+            got = [] if pat is None else [m.span() for m in pat.finditer(text)]
+            assert got == want, (name, text)
+            assert ts.may_match(lits) == (pat is not None)
+            checked += 1
+    assert checked > 10_000
+
+
+@pytest.mark.parametrize(
+    ("term", "literals"),
+    [
+        ("training program*", [("training", "word"), ("program", "start")]),
+        ("AI-powered", [("ai", "start"), ("powered", "end")]),
+        ("*ing", [("ing", "end")]),
+        ("A.I.", [("a.i.", "start")]),
+        ("don't share", [("don", "word"), ("t", "word"), ("share", "word")]),
+        ("ſtaff", [("staff", "word")]),
+        (r"re:\byou\s+(?:hereby\s+)?grant\b", [("you", "word"), ("grant", "end")]),
+        (r"re:\b(?:not|never|no)\b", [("n", "start")]),  # the parser factors out "n"
+        (r"re:(?:a|b)c", [("c", "anywhere")][:0]),  # one letter anywhere: not kept
+    ],
+)
+def test_term_literals(term: str, literals: list[tuple[str, str]]) -> None:
+    assert term_literals(term) == literals
+
+
+def test_case_key_follows_ignorecase() -> None:
+    # Every character an IGNORECASE pattern character matches has the same key.
+    for a, b in [("s", "ſ"), ("i", "İ"), ("i", "ı"), ("σ", "ς"), ("k", "\u212a"), ("µ", "μ")]:
+        assert re.fullmatch(a, b, re.IGNORECASE)
+        assert case_key(a) == case_key(b), (a, b)
+    assert case_key("İnformation") == "information"
