@@ -44,6 +44,8 @@ from monitor.models import Consent, Span
 _WORD = re.compile(r"\w+")
 _CLAUSE_PUNCT = re.compile(r"[;·\u0387]|\s[–—]\s|:(?=\s)")
 _SEMI = re.compile(r"[;·\u0387]")
+# quality: coordinating conjunctions between two infinitives sharing an object
+_COORD = re.compile(r"\s(?:and|or|et|ou|und|oder|y|o|e|en|of)\s", re.IGNORECASE)
 
 Spans = list[tuple[int, int]]
 Roles = RoleMatcher | GatedMatcher
@@ -181,10 +183,11 @@ def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
             after = o[0] >= p[1] and v.words_between(p[1], o[0]) <= window
             # "our models are improved using ...", "um Modelle zu verbessern": the object
             # before the verb, tied by a passive auxiliary or an infinitive particle.
-            before = (
-                o[1] <= p[0]
-                and v.words_between(o[1], p[0]) <= 3
-                and any(o[1] <= a and b <= p[0] for a, b in passive)
+            # quality: two more words for a coordinated infinitive ("om onze modellen te
+            # corrigeren en te verbeteren", "to correct and improve").
+            gap = v.words_between(o[1], p[0]) if o[1] <= p[0] else -1
+            before = 0 <= gap <= (5 if _COORD.search(v.text, o[1], p[0]) else 3) and any(
+                o[1] <= a and b <= p[0] for a, b in passive
             )
             if after or before:
                 objs.append(o)
