@@ -1,7 +1,8 @@
 """Quality floors of the AI-training analyser on the labelled sets (LABELLING.md semantics).
 
-The development sets (labels_dev.jsonl, labels_dev2.jsonl) are what the packs are tuned on;
-labels_test.jsonl is held out and only measured here.
+The development sets (labels_dev.jsonl, labels_dev2.jsonl, labels_dev3.jsonl) are what the packs
+are tuned on, with the language given and detected; labels_test.jsonl is held out and only
+measured here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from monitor.analyse import analyse_unit
 from monitor.evaluate import EvalReport, evaluate
 from monitor.models import Analysis, Consent
 
@@ -61,17 +63,27 @@ def _floor_failures(report: EvalReport) -> list[str]:
     return failures
 
 
+DEV_SETS = ("labels_dev.jsonl", "labels_dev2.jsonl", "labels_dev3.jsonl")
+
+
 def test_development_sets_meet_the_floors() -> None:
-    report = evaluate(_labels("labels_dev.jsonl", "labels_dev2.jsonl"))
-    assert report.overall.n >= 350
+    report = evaluate(_labels(*DEV_SETS))
+    assert report.overall.n >= 850
+    failures = _floor_failures(report)
+    assert not failures, "\n".join(failures) + "\n\n" + report.format_text()
+
+
+def test_development_sets_meet_the_floors_with_detected_language() -> None:
+    # Real documents do not say which language a clause is in: the analyser detects it.
+    report = evaluate(_labels(*DEV_SETS), lambda text, _lang: analyse_unit(text))
     failures = _floor_failures(report)
     assert not failures, "\n".join(failures) + "\n\n" + report.format_text()
 
 
 @pytest.mark.xfail(
     strict=False,
-    reason="held-out set, measured and never tuned on: French ai_training precision 0.88 "
-    "and recall 0.78 are below the 0.90 / 0.80 floors",
+    reason="held-out set, measured and never tuned on: French ai_training precision 0.89 "
+    "(8/9) is below the 0.90 floor; every other floor holds (lang given and detected)",
 )
 def test_held_out_set_meets_the_floors() -> None:
     report = evaluate(_labels("labels_test.jsonl"))

@@ -2,7 +2,8 @@
 
 The files are data, written by hand against /work/shared/LABELLING.md; these tests guard the
 format and the invariants that LABELLING.md makes mechanical (consent n/a iff no training,
-alert derived from training and consent), plus the shape of the dev/test split.
+alert derived from training and consent), plus the shape of the dev/test split and of the third
+development set (labels_dev3.jsonl, modelled on real policy phrasings in six languages).
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ import pytest
 
 DATA = Path(__file__).resolve().parent / "data"
 HALVES = ("dev", "test")
+DEV3 = "dev3"
+# Every file whose format is checked; labels_dev2.jsonl only takes part in the id and text
+# uniqueness checks (its ids have their own "<lang>-d2-NNN" form).
+CHECKED = (*HALVES, DEV3)
+DEV3_LANGS = ("en", "fr", "de", "es", "it", "nl")
 
 LANGS = {"en", "fr", "de", "es", "it", "nl", "pl", "el"}
 CONSENTS = {"opt_in", "opt_out", "none", "n/a"}
@@ -56,7 +62,17 @@ def _norm(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def halves() -> dict[str, list[Unit]]:
-    return {half: _load(half) for half in HALVES}
+    return {half: _load(half) for half in CHECKED}
+
+
+@pytest.fixture(scope="module")
+def dev3(halves: dict[str, list[Unit]]) -> list[Unit]:
+    return halves[DEV3]
+
+
+@pytest.fixture(scope="module")
+def every_file(halves: dict[str, list[Unit]]) -> list[Unit]:
+    return [u for name in CHECKED for u in halves[name]] + _load("dev2")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +80,7 @@ def all_units(halves: dict[str, list[Unit]]) -> list[Unit]:
     return [u for half in HALVES for u in halves[half]]
 
 
-@pytest.mark.parametrize("half", HALVES)
+@pytest.mark.parametrize("half", CHECKED)
 def test_schema_and_types(halves: dict[str, list[Unit]], half: str) -> None:
     for unit in halves[half]:
         keys = set(unit)
@@ -77,7 +93,7 @@ def test_schema_and_types(halves: dict[str, list[Unit]], half: str) -> None:
                 assert type(unit[key]) is typ, f"{unit['id']}: {key} is not {typ.__name__}"
 
 
-@pytest.mark.parametrize("half", HALVES)
+@pytest.mark.parametrize("half", CHECKED)
 def test_allowed_values(halves: dict[str, list[Unit]], half: str) -> None:
     for unit in halves[half]:
         assert unit["lang"] in LANGS, unit["id"]
@@ -88,7 +104,7 @@ def test_allowed_values(halves: dict[str, list[Unit]], half: str) -> None:
         assert len(text) <= 600, f"{unit['id']}: longer than a short passage"
 
 
-@pytest.mark.parametrize("half", HALVES)
+@pytest.mark.parametrize("half", CHECKED)
 def test_ids_match_language(halves: dict[str, list[Unit]], half: str) -> None:
     for unit in halves[half]:
         match = ID_RE.match(unit["id"])
@@ -106,20 +122,20 @@ def test_texts_unique_within_and_across_halves(all_units: list[Unit]) -> None:
     assert not dupes
 
 
-@pytest.mark.parametrize("half", HALVES)
+@pytest.mark.parametrize("half", CHECKED)
 def test_consent_is_na_exactly_when_no_training(halves: dict[str, list[Unit]], half: str) -> None:
     for unit in halves[half]:
         assert (unit["consent"] == "n/a") == (not unit["ai_training"]), unit["id"]
 
 
-@pytest.mark.parametrize("half", HALVES)
+@pytest.mark.parametrize("half", CHECKED)
 def test_alert_is_training_without_opt_in(halves: dict[str, list[Unit]], half: str) -> None:
     for unit in halves[half]:
         expected = unit["ai_training"] and unit["consent"] != "opt_in"
         assert unit["alert"] is expected, unit["id"]
 
 
-@pytest.mark.parametrize("half", HALVES)
+@pytest.mark.parametrize("half", CHECKED)
 def test_kind_agrees_with_label(halves: dict[str, list[Unit]], half: str) -> None:
     for unit in halves[half]:
         assert (unit["kind"] == "positive") == unit["ai_training"], unit["id"]
@@ -180,3 +196,47 @@ def test_every_language_has_negated_positives_and_denials(all_units: list[Unit])
 def test_multi_line_units_present(all_units: list[Unit]) -> None:
     # Lead-in + list item passages exercise unit segmentation that spans lines.
     assert sum("\n" in u["text"] for u in all_units) >= 4
+
+
+# --------------------------------------------------------------------------- labels_dev3.jsonl
+
+
+def test_ids_unique_across_all_files(every_file: list[Unit]) -> None:
+    dupes = [i for i, n in Counter(u["id"] for u in every_file).items() if n > 1]
+    assert not dupes
+
+
+def test_dev3_ids_use_their_own_range(dev3: list[Unit]) -> None:
+    for unit in dev3:
+        match = ID_RE.match(unit["id"])
+        assert match and int(match["num"]) >= 5000, unit["id"]
+
+
+def test_dev3_texts_unique_across_all_files(dev3: list[Unit], every_file: list[Unit]) -> None:
+    counts = Counter(_norm(u["text"]) for u in every_file)
+    dupes = [u["id"] for u in dev3 if counts[_norm(u["text"])] > 1]
+    assert not dupes
+
+
+def test_dev3_size_and_language_mix(dev3: list[Unit]) -> None:
+    assert len(dev3) >= 250
+    langs = Counter(u["lang"] for u in dev3)
+    assert set(langs) == set(DEV3_LANGS)
+    assert 1 - langs["en"] / len(dev3) >= 0.60
+    for lang in DEV3_LANGS[1:]:
+        assert langs[lang] >= 30, (lang, langs[lang])
+
+
+def test_dev3_hard_negative_share(dev3: list[Unit]) -> None:
+    hard = sum(u["kind"] == "hard_negative" for u in dev3)
+    assert hard / len(dev3) >= 1 / 3
+
+
+def test_dev3_every_language_covers_regimes_and_negation(dev3: list[Unit]) -> None:
+    for lang in DEV3_LANGS:
+        units = [u for u in dev3 if u["lang"] == lang]
+        seen = {u["consent"] for u in units if u["ai_training"]}
+        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
+        assert any(u["negated"] and u["ai_training"] for u in units), lang
+        assert any(u["negated"] and not u["ai_training"] for u in units), lang
+        assert all(u.get("note") for u in units), lang

@@ -10,9 +10,13 @@ The AI-training decision for one unit follows LABELLING.md:
 3. each statement is *negated* when a negation operator sits in its clause before it (or
    after it, for ``negation_after`` terms such as German "nicht") within a window, unless the
    operator is part of a ``not_negation`` phrase ("not limited to", "if you do not opt out");
-   a ``conditional_opt_in`` ("not ... without your consent") keeps it positive and opt-in;
+   a ``conditional_opt_in`` ("not ... without your consent") keeps it positive and opt-in,
+   a ``conditional_opt_out`` ("once you opt out, ... not used") positive and opt-out, an
+   ``exception`` ("not ... except when") positive;
 4. a negated statement followed by a short contrast clause with data and no negation
-   ("..., but public posts are") is a partial negation: still training;
+   ("..., but public posts are") is a partial negation: still training; a positive one
+   followed by a short negated contrast clause ("..., but we do not use private messages")
+   is negated;
 5. consent is the weakest regime among the cues tied to the training (the unit itself, plus
    context units the caller passes): hard ``none`` < ``opt_out`` < ``opt_in`` < weak opt-out
    wording < soft none ("legitimate interests") < default ``none``.
@@ -41,6 +45,8 @@ from monitor.models import Consent, Span
 _WORD = re.compile(r"\w+")
 _CLAUSE_PUNCT = re.compile(r"[;·\u0387]|\s[–—]\s|:(?=\s)")
 _SEMI = re.compile(r"[;·\u0387]")
+# quality: coordinating conjunctions between two infinitives sharing an object
+_COORD = re.compile(r"\s(?:and|or|et|ou|und|oder|y|o|e|en|of)\s", re.IGNORECASE)
 
 Spans = list[tuple[int, int]]
 Roles = RoleMatcher | GatedMatcher
@@ -100,6 +106,9 @@ class _Statement:
     objects: Spans
     negation: tuple[int, int] | None = None
     conditional: bool = False
+    # quality: negated only as the consequence of an opt-out ("once you opt out, your chats
+    # will not be used to train"): the training happens by default, so still a disclosure.
+    after_opt_out: bool = False
 
 
 class _UnitView:
@@ -161,21 +170,25 @@ def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
             out.append(_Statement(p, sent, v.clause_of(p[0]), objs))
     window = pack.settings.weak_window
     passive = v.find("passive")
+    # quality: an object inside a strong purpose term ("model" of "excluding model training")
+    # belongs to that term; a nearby "improve" must not borrow it.
+    strong = [p for p in v.find("purpose") if not _overlaps(p, ignore)]
     for p in v.find("purpose_weak"):
         if _overlaps(p, ignore) or any(_overlaps(p, [s.purpose]) for s in out):
             continue
         clause = v.clause_of(p[0])
         objs = []
         for o in objects:
-            if v.clause_of(o[0]) != clause:
+            if v.clause_of(o[0]) != clause or _overlaps(o, strong):
                 continue
             after = o[0] >= p[1] and v.words_between(p[1], o[0]) <= window
             # "our models are improved using ...", "um Modelle zu verbessern": the object
             # before the verb, tied by a passive auxiliary or an infinitive particle.
-            before = (
-                o[1] <= p[0]
-                and v.words_between(o[1], p[0]) <= 3
-                and any(o[1] <= a and b <= p[0] for a, b in passive)
+            # quality: two more words for a coordinated infinitive ("om onze modellen te
+            # corrigeren en te verbeteren", "to correct and improve").
+            gap = v.words_between(o[1], p[0]) if o[1] <= p[0] else -1
+            before = 0 <= gap <= (5 if _COORD.search(v.text, o[1], p[0]) else 3) and any(
+                o[1] <= a and b <= p[0] for a, b in passive
             )
             if after or before:
                 objs.append(o)
@@ -209,6 +222,14 @@ def _negate(v: _UnitView, st: _Statement, pack: RulePack) -> None:
         if n[1] <= st.purpose[0] and v.words_between(n[1], st.purpose[0]) <= window:
             st.negation = n
             return
+
+
+def _after_opt_out(v: _UnitView, st: _Statement) -> None:
+    # quality: a negated statement in the same sentence as a conditional_opt_out cue ("once
+    # you opt out, ... not used") or an exception ("we do not use it to train except when").
+    if st.negation is not None and not st.conditional:
+        cues = v.find("conditional_opt_out") + v.find("exception")
+        st.after_opt_out = any(v.sentence_of(c[0]) == st.sentence for c in cues)
 
 
 def _piece_positive(v: _UnitView, lo: int, hi: int, pack: RulePack) -> bool:
@@ -252,6 +273,37 @@ def _contrast_positive(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
     return False
 
 
+def _contrast_negative(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
+    """quality: partial negation after a positive statement, the mirror of
+    :func:`_contrast_positive`: "X is used to train; data of Y is excluded" / "..., but we do
+    not use your private messages" / "..., Texte von Pro-Kunden dagegen niemals".
+
+    A short stretch of the same sentence after the statement, opened by ";" or a contrast
+    word, that names data, carries a negation (not a neutralised one) and no purpose of its own.
+    """
+    assert pack.settings is not None
+    sent_end = (
+        v.sent_starts[st.sentence + 1] if st.sentence + 1 < len(v.sent_starts) else len(v.text)
+    )
+    blockers = v.find("not_negation")
+    negs = [n for n in v.find("negation") + v.find("negation_after") if not _starts_in(n, blockers)]
+    starts = [m.end() for m in _SEMI.finditer(v.text, st.purpose[1], sent_end)]
+    for c in v.find("contrast"):
+        if st.purpose[1] <= c[0] < sent_end:
+            comma = v.text.rfind(",", st.purpose[1], c[0])
+            starts.append(comma + 1 if comma >= 0 else c[0])
+    purposes = v.find("purpose") + v.find("purpose_weak")
+    for lo in starts:
+        if (
+            any(lo <= n[0] < sent_end for n in negs)
+            and any(lo <= d[0] < sent_end for d in v.find("data"))
+            and not any(lo <= p[0] < sent_end for p in purposes)
+            and v.words_between(lo, sent_end) <= pack.settings.contrast_max_words
+        ):
+            return True
+    return False
+
+
 _CUE_ORDER = ("none", "opt_out", "opt_in", "opt_out_weak", "none_soft")
 _CUE_CONSENT = {
     "none": Consent.NONE,
@@ -271,6 +323,9 @@ def consent_cues(text: str, m: Roles) -> dict[str, Spans]:
         if kind == "opt_in":
             # "not ... without your consent" is an opt-in condition.
             spans = spans + m.find("conditional_opt_in", folded)
+        elif kind == "opt_out":
+            # quality: "once you opt out, ... will not be used" is an opt-out route.
+            spans = spans + m.find("conditional_opt_out", folded)
         if spans:
             out[kind] = sorted(set(spans))
     return out
@@ -402,10 +457,13 @@ def assess(
             return None
     for st in stmts:
         _negate(v, st, pack)
-    positives = [s for s in stmts if s.negation is None or s.conditional]
+        _after_opt_out(v, st)
+    positives = [s for s in stmts if s.negation is None or s.conditional or s.after_opt_out]
     negated = any(s.negation is not None for s in stmts)
     if not positives:
         positives = [s for s in stmts if _contrast_positive(v, s, pack)]
+    elif not negated:
+        negated = any(_contrast_negative(v, s, pack) for s in positives)
     spans = _spans(v, stmts)
     if not positives:
         if not negated:
@@ -416,8 +474,25 @@ def assess(
         if negated:
             return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
         return None
-    pos = _Positive(text, v, pack, base, positives, negated, spans, consent_cues(text, m))
+    pos = _Positive(text, v, pack, base, positives, negated, spans, _tied_cues(v, stmts, m))
     return Assessment(pos.verdict(()), pos)
+
+
+def _tied_cues(v: _UnitView, stmts: list[_Statement], m: Roles) -> dict[str, Spans]:
+    """quality: the unit's consent cues, without opt-in wording of a sentence that neither
+    holds a training statement nor refers to training ("* With your consent, we save audio
+    recordings ..." as the next item of a list): consent given for something else."""
+    cues = consent_cues(v.raw, m)
+    if len(v.sent_starts) > 1 and cues.get("opt_in"):
+        tied = {s.sentence for s in stmts}
+        refer = v.find("object") + v.find("purpose") + v.find("anaphora")
+        tied |= {v.sentence_of(a) for a, _ in refer}
+        kept = [c for c in cues["opt_in"] if v.sentence_of(c[0]) in tied]
+        if kept:
+            cues["opt_in"] = kept
+        else:
+            del cues["opt_in"]
+    return cues
 
 
 def _role(kind: str) -> str:

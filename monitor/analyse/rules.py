@@ -69,6 +69,8 @@ AI_ROLES: tuple[str, ...] = (
     "ignore",
     "opt_in",
     "conditional_opt_in",
+    "conditional_opt_out",
+    "exception",
     "opt_out",
     "opt_out_weak",
     "none",
@@ -97,6 +99,8 @@ class AiLexicon(_Strict):
     ignore: list[str] = []
     opt_in: list[str] = []
     conditional_opt_in: list[str] = []
+    conditional_opt_out: list[str] = []
+    exception: list[str] = []
     opt_out: list[str] = []
     opt_out_weak: list[str] = []
     none: list[str] = []

@@ -12,6 +12,8 @@ from typing import Any
 
 DATA = Path(__file__).resolve().parent
 HALVES = ("dev", "test")
+# Further development sets, each with its own table.
+EXTRA = ("dev2", "dev3")
 LANGS = ("en", "fr", "de", "es", "it", "nl", "pl", "el")
 KINDS = ("positive", "hard_negative", "negative")
 CONSENTS = ("opt_in", "opt_out", "none", "n/a")
@@ -31,6 +33,8 @@ def _table(units: list[dict[str, Any]]) -> list[str]:
     out = [_row(cols), _row(["---"] * len(cols))]
     for lang in (*LANGS, "all"):
         sel = units if lang == "all" else [u for u in units if u["lang"] == lang]
+        if not sel:
+            continue
         kinds = Counter(u["kind"] for u in sel)
         consents = Counter(u["consent"] for u in sel)
         cells = [
@@ -55,7 +59,8 @@ def _shares(units: list[dict[str, Any]]) -> str:
 def main() -> None:
     halves = {half: _load(half) for half in HALVES}
     everything = [u for half in HALVES for u in halves[half]]
-    for name, units in (*halves.items(), ("all", everything)):
+    extra = {name: _load(name) for name in EXTRA if (DATA / f"labels_{name}.jsonl").exists()}
+    for name, units in (*halves.items(), ("all", everything), *extra.items()):
         print(f"### {name}: {_shares(units)}\n")
         print("\n".join(_table(units)))
         print()
