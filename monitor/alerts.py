@@ -52,6 +52,7 @@ from monitor.store import Store, Version, iso
 
 __all__ = [
     "EMAILABLE_ORIGINS",
+    "FLAP_WINDOW",
     "OPT_IN_WORDING",
     "ORIGINS",
     "AlertDecision",
@@ -575,12 +576,34 @@ def _evidence(
     return out
 
 
+FLAP_WINDOW = dt.timedelta(days=60)
+"""Training that comes back this soon after its removal alert is not alerted again.
+
+Archived histories (Meta's pages alternate between two page variants a day or a month apart)
+and live sites serving A/B variants would otherwise raise a removal and a high "AI training is
+back" alert on every flip. Subscribers at the default severity never saw the (info) removal:
+for them training never stopped. A return after the window alerts again, once per removal."""
+
+
+def _within_flap_window(removed_on: str | None, when: str | None) -> bool:
+    if not removed_on or not when:
+        return False
+    try:
+        gone = dt.datetime.fromisoformat(removed_on.replace("Z", "+00:00"))
+        back = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return back - gone < FLAP_WINDOW
+
+
 def decide_alerts(
     prev: Analysis | None,
     new: Analysis,
     *,
     seen_keys: Collection[str] = (),
     removed: Mapping[str, str] | None = None,
+    removed_on: Mapping[str, str] | None = None,
+    when: str | None = None,
     first_version: bool,
 ) -> list[AlertDecision]:
     """The alerts a transition from ``prev`` to ``new`` deserves (pure).
@@ -589,11 +612,17 @@ def decide_alerts(
     clause keys a baseline alert listed): a clause matching one of them never alerts again
     for the same reason, unless ``removed`` maps its key to the ``@removed#...`` alert that
     followed its last alert: training that comes back after the policy stopped disclosing it
-    is news again (once per removal). ``first_version`` marks the first version of a newly
-    watched document; with ``prev`` None otherwise, everything in ``new`` counts as added.
+    is news again (once per removal) - unless it comes back within :data:`FLAP_WINDOW` of
+    that removal (``removed_on`` maps a removal key to its date, ``when`` is the new
+    version's date): a page flipping between two variants, or a clause dropped and restored
+    within weeks, is not a new disclosure to people who were told of it once. For the same
+    reason a removal of clauses whose last alert already was their removal says nothing new.
+    ``first_version`` marks the first version of a newly watched document; with ``prev``
+    None otherwise, everything in ``new`` counts as added.
     """
     keys = _Keys(seen_keys)
     removed = removed or {}
+    removed_on = removed_on or {}
     old_clauses = _clauses(prev)
     new_clauses = _clauses(new)
     old_training = [c for c in old_clauses if c.training]
@@ -628,6 +657,8 @@ def decide_alerts(
         consent_explained = True
         key, alerted_before = keys.clause(clause)
         removal = removed.get(key) if alerted_before else None
+        if removal is not None and _within_flap_window(removed_on.get(removal), when):
+            continue  # back within weeks of its removal: a flip, not news (see FLAP_WINDOW)
         if alerted_before and removal is None:
             continue  # the same clause came back: it alerted once already
         if removal is not None:
@@ -662,23 +693,30 @@ def decide_alerts(
         # The removals these clauses went through before make a second removal of the same
         # clauses a new alert (the first removal's digest is the plain one).
         earlier = sorted({removed[k] for k in old_keys if k in removed})
-        digest = hashlib.sha256("\n".join(old_keys + earlier).encode()).hexdigest()[:16]
-        emit(
-            AlertDecision(
-                type=AlertType.AI_TRAINING_REMOVED,
-                severity="info",
-                clause_key=f"@removed#{digest}",
-                unit_text=old_training[0].text,
-                summary=(
-                    "The policy no longer says that data is used to train AI: "
-                    f"{_plural(len(old_training), 'training clause')} removed or rewritten."
-                ),
-                evidence=_evidence(
-                    [], old=old_training, previous_consent=prev.consent if prev else None
-                )
-                | {"clause_keys": old_keys},
-            )
+        # Every clause's last alert was its removal (it came back unannounced, within the
+        # flap window): the people told of that removal learn nothing from a second one.
+        already_gone = all(
+            k in removed and f"{k}#back={removed[k].partition('#')[2]}" not in keys.seen
+            for k in old_keys
         )
+        digest = hashlib.sha256("\n".join(old_keys + earlier).encode()).hexdigest()[:16]
+        if not already_gone:
+            emit(
+                AlertDecision(
+                    type=AlertType.AI_TRAINING_REMOVED,
+                    severity="info",
+                    clause_key=f"@removed#{digest}",
+                    unit_text=old_training[0].text,
+                    summary=(
+                        "The policy no longer says that data is used to train AI: "
+                        f"{_plural(len(old_training), 'training clause')} removed or rewritten."
+                    ),
+                    evidence=_evidence(
+                        [], old=old_training, previous_consent=prev.consent if prev else None
+                    )
+                    | {"clause_keys": old_keys},
+                )
+            )
 
     if (
         prev is not None
@@ -909,16 +947,20 @@ def _one_line(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _history(store: Store, doc_id: str) -> tuple[set[str], dict[str, str]]:
-    """The document's alert keys (see :func:`decide_alerts`), and for each clause text the
-    ``@removed#...`` key of the last removal alert that listed it."""
+def _history(store: Store, doc_id: str) -> tuple[set[str], dict[str, str], dict[str, str]]:
+    """The document's alert keys (see :func:`decide_alerts`), for each clause text the
+    ``@removed#...`` key of the last removal alert that listed it, and each removal's date."""
     seen: set[str] = set()
     removed: dict[str, str] = {}
+    removed_on: dict[str, str] = {}
     for row in store.query(
-        "SELECT type, clause_key, evidence FROM alerts WHERE document_id = ? ORDER BY id",
+        "SELECT type, clause_key, evidence, created_at FROM alerts WHERE document_id = ? "
+        "ORDER BY id",
         (doc_id,),
     ):
         seen.add(row["clause_key"])
+        if row["type"] == AlertType.AI_TRAINING_REMOVED.value:
+            removed_on[row["clause_key"]] = row["created_at"]
         if row["type"] in (AlertType.BASELINE.value, AlertType.AI_TRAINING_REMOVED.value):
             # A hand-edited evidence column must not stop the check.
             listed: list[str] = []
@@ -928,7 +970,7 @@ def _history(store: Store, doc_id: str) -> tuple[set[str], dict[str, str]]:
                 seen.update(listed)
             else:
                 removed.update(dict.fromkeys(listed, row["clause_key"]))
-    return seen, removed
+    return seen, removed, removed_on
 
 
 def _version_ref(v: Version | None) -> dict[str, Any] | None:
@@ -967,12 +1009,14 @@ def record_alerts(
     with store.transaction():
         if prev_version is not None and prev_analysis is None:
             prev_analysis = store.analysis(prev_version)
-        seen, removed = _history(store, doc_id)
+        seen, removed, removed_on = _history(store, doc_id)
         decisions = decide_alerts(
             prev_analysis,
             analysis,
             seen_keys=seen,
             removed=removed,
+            removed_on=removed_on,
+            when=version.first_seen,
             first_version=prev_version is None,
         )
         ids: list[int] = []

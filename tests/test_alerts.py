@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from monitor.alerts import (
+    FLAP_WINDOW,
     AlertType,
     decide_alerts,
     list_alerts,
@@ -328,9 +329,12 @@ def doc_store(store: Store) -> Store:
 class History:
     """Feeds versions with hand-made analyses through record_alerts, as the pipeline does."""
 
-    def __init__(self, store: Store, doc_id: str = "x/privacy-policy") -> None:
+    def __init__(
+        self, store: Store, doc_id: str = "x/privacy-policy", step: dt.timedelta | None = None
+    ) -> None:
         self.store, self.doc_id = store, doc_id
         self.day = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+        self.step = step or dt.timedelta(days=30)
 
     def add(self, *findings: Finding) -> list[int]:
         prev = self.store.latest_version(self.doc_id)
@@ -345,7 +349,7 @@ class History:
             self.store.save_analysis(v.id, new_analysis)
             prev_analysis = self.store.analysis(prev) if prev else None
             ids = record_alerts(self.store, self.doc_id, prev, v, prev_analysis, new_analysis)
-        self.day += dt.timedelta(days=30)
+        self.day += self.step
         return ids
 
 
@@ -368,7 +372,7 @@ def test_same_clause_never_alerts_twice_across_versions(doc_store: Store) -> Non
 
 
 def test_training_that_comes_back_after_its_removal_alerts_again(doc_store: Store) -> None:
-    h = History(doc_store)
+    h = History(doc_store, step=FLAP_WINDOW + dt.timedelta(days=1))
     h.add()
     (added,) = h.add(finding(POSTS))
     (gone,) = h.add()  # the policy stops disclosing training: reported (info)
@@ -392,6 +396,31 @@ def test_training_that_comes_back_after_its_removal_alerts_again(doc_store: Stor
     assert rows[back_again].evidence["returns_after"] == rows[gone_again].clause_key
 
 
+def test_training_flipping_back_within_weeks_is_not_news_again(doc_store: Store) -> None:
+    # A page alternating between two variants (one without the training clause) every few
+    # days: one added alert, one (info) removal, then silence until a removal has stood for
+    # longer than the flap window.
+    h = History(doc_store, step=dt.timedelta(days=5))
+    h.add()
+    (added,) = h.add(finding(POSTS))
+    (gone,) = h.add()
+    for _ in range(4):
+        assert h.add(finding(POSTS)) == []  # back within days of the removal
+        assert h.add() == []  # gone again: its removal was said already
+    h.step = FLAP_WINDOW
+    assert h.add() == []  # still gone, long after the removal
+    (back,) = h.add(finding(POSTS_REWORDED))  # back after the window: news again
+    rows = {a.id: a for a in list_alerts(doc_store)}
+    assert [rows[i].type.value for i in (added, gone, back)] == [
+        "ai_training_added",
+        "ai_training_removed",
+        "ai_training_added",
+    ]
+    assert rows[back].evidence["returns_after"] == rows[gone].clause_key
+    (gone_again,) = h.add()  # and its next removal is news too
+    assert list_alerts(doc_store, ids=[gone_again])[0].type.value == "ai_training_removed"
+
+
 def test_record_alerts_stores_evidence_and_versions(doc_store: Store) -> None:
     h = History(doc_store)
     h.add()
@@ -408,7 +437,7 @@ def test_record_alerts_stores_evidence_and_versions(doc_store: Store) -> None:
 
 
 def test_baseline_clauses_count_as_seen(doc_store: Store) -> None:
-    h = History(doc_store)
+    h = History(doc_store, step=FLAP_WINDOW)
     assert types(doc_store, h.add(finding(POSTS))) == ["baseline"]
     other = finding(MESSAGES, unit_index=1, data=("your private messages",))
     assert types(doc_store, h.add(other)) == ["ai_training_added"]  # POSTS gone, MESSAGES new
