@@ -86,6 +86,14 @@ _CHECK_MARGIN = 60.0
 
 # --- the schedule (shared by the daemon and `status`) ------------------------------------------
 
+# What decides the text a check gets: a reload that changes one of these checks the document
+# soon instead of after its interval.
+_FETCH_FIELDS = ("url", "select", "remove", "render", "headers", "ignore_robots")
+
+
+def _fetch_changed(old: DocumentConfig, new: DocumentConfig) -> bool:
+    return any(getattr(old, f) != getattr(new, f) for f in _FETCH_FIELDS)
+
 
 def next_due(
     last_started: dt.datetime | None, interval: float, now: dt.datetime | None = None
@@ -441,11 +449,13 @@ class Daemon:
 
     # --- scheduling --------------------------------------------------------------------
 
-    def _schedule(self, docs: Iterable[DocumentConfig]) -> None:
+    def _schedule(self, docs: Iterable[DocumentConfig], *, fresh: bool = False) -> None:
+        """Add or replace the jobs of ``docs``, timed from the fetch log; ``fresh``: as if
+        never fetched (due now, spread over the jitter)."""
         from apscheduler.triggers.interval import IntervalTrigger
 
         assert self._scheduler is not None and self._store is not None
-        last = last_fetch_times(self._store)
+        last = {} if fresh else last_fetch_times(self._store)
         now = utcnow()
         for doc in docs:
             when = first_run_time(
@@ -538,15 +548,21 @@ class Daemon:
             self._errors.pop(doc_id, None)
         for doc in (*added, *changed):
             self._store.upsert_document(doc)
+        # A document now fetched or extracted differently (a fixed selector, a moved page) is
+        # checked soon: waiting out its interval would leave the old, maybe broken, setting's
+        # outcome standing for hours.
+        refetch = [d for d in changed if _fetch_changed(self._docs[d.doc_id], d)]
         retimed = (
             [d for d in changed if d.interval != self._docs[d.doc_id].interval]
             if new.jitter == old.jitter
             else [d for d in new.documents if d.doc_id not in added]
         )
+        retimed = [d for d in retimed if d not in refetch]
         self.config = new
         self._pipeline.config = new
         self._docs = new_docs
         self._schedule([*added, *retimed])
+        self._schedule(refetch, fresh=True)
         self._config_stamp = self._stamp()
         log.info(
             "config reloaded (%s): %d document(s); %d added, %d removed, %d changed",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from httpserver import Request, Route, serve
 
-from monitor.config import parse_config
+from monitor.config import Config, parse_config
 from monitor.scheduler import Daemon, first_run_time, last_fetch_times, next_due
 from monitor.store import Store
 
@@ -359,6 +359,44 @@ def test_a_reload_closes_the_replaced_clients_once_no_check_uses_them(tmp_path: 
 
         asyncio.run(scenario())
     assert srv.requests[-1].headers["User-Agent"] == "policy-monitor-test/1"
+
+
+def test_a_reload_that_changes_what_a_document_fetches_checks_it_soon(tmp_path: Path) -> None:
+    page = "<main><h1>P</h1>" + "<p>We collect your e-mail address to run the service.</p>" * 8
+    routes = {
+        p: Route(200, {"Content-Type": "text/html"}, page + "</main>")
+        for p in ("/old", "/new", "/other")
+    }
+    with serve(routes) as srv:
+        text = (
+            f"database: {tmp_path / 'pm.db'}\njitter: 0\nhttp:\n  per_host_delay: 0\n"
+            "  retries: 0\ndocuments:\n"
+            "  - {platform: Moved, url: 'URL', interval: 1h}\n"
+            f"  - {{platform: Other, url: '{srv.url('/other')}', interval: 1h}}\n"
+        )
+        path = str(tmp_path / "config.yaml")
+
+        def config(url: str) -> Config:
+            return parse_config(text.replace("URL", url), path)
+
+        # the reload moves the first page and leaves the second as it was
+        later = [config(srv.url("/new"))]
+        daemon = Daemon(config(srv.url("/old")), grace=0.3, reload=lambda: later[0])
+
+        async def scenario() -> None:
+            serving = asyncio.create_task(daemon.serve())
+            await until(lambda: daemon.checks == 2)
+            assert daemon.reload("test")
+            await until(lambda: srv.hits["/new"] == 1)
+            await asyncio.sleep(0.5)
+            daemon.stop()
+            await asyncio.wait_for(serving, 5)
+
+        asyncio.run(scenario())
+    assert srv.hits["/old"] == 1
+    assert srv.hits["/other"] == 1  # unchanged: still waits out its hour
+    with Store(tmp_path / "pm.db") as store:
+        assert store.last_fetch("moved/privacy-policy")["final_url"].endswith("/new")
 
 
 def test_the_daemon_sweep_reports_a_document_that_stopped_being_checked(tmp_path: Path) -> None:
