@@ -165,7 +165,9 @@ def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
         if _overlaps(p, ignore):
             continue
         sent = v.sentence_of(p[0])
-        objs = [o for o in objects if v.sentence_of(o[0]) == sent]
+        objs = [o for o in objects if v.sentence_of(o[0]) == sent] or _pronoun_objects(
+            v, p, objects, ignore, strong=True
+        )
         if objs:
             out.append(_Statement(p, sent, v.clause_of(p[0]), objs))
     window = pack.settings.weak_window
@@ -192,9 +194,30 @@ def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
             )
             if after or before:
                 objs.append(o)
+        objs = objs or _pronoun_objects(v, p, objects, ignore, strong=False)
         if objs:
             out.append(_Statement(p, v.sentence_of(p[0]), clause, objs))
     return out
+
+
+def _pronoun_objects(
+    v: _UnitView, p: tuple[int, int], objects: Spans, ignore: Spans, *, strong: bool
+) -> Spans:
+    # quality: a pronoun object of the purpose ("... and we use it to train them", "pour
+    # l'entraîner", "afin de les améliorer") stands for an AI object named earlier in the
+    # unit. What "train" takes is the trained thing; "improve them" may also refer back to
+    # data, so a weak purpose only takes it when no data term lies between.
+    got: Spans = []
+    for o in v.find("object_pronoun"):
+        if not _overlaps(o, [p]) or _overlaps(o, ignore):
+            continue
+        before = [a for a in objects if a[1] <= o[0]]
+        if not before:
+            continue
+        last = max(b for _, b in before)
+        if strong or not any(last <= d[0] < o[0] for d in v.find("data")):
+            got.append(o)
+    return got
 
 
 def _negate(v: _UnitView, st: _Statement, pack: RulePack) -> None:
