@@ -188,10 +188,15 @@ def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
             # before the verb, tied by a passive auxiliary or an infinitive particle.
             # quality: two more words for a coordinated infinitive ("om onze modellen te
             # corrigeren en te verbeteren", "to correct and improve").
+            # quality: one more word when the particle sits right before the verb, for a
+            # short phrase after the object ("de AI-modellen achter onze functies te
+            # ontwikkelen", "die Modelle hinter unseren Funktionen zu verbessern").
             gap = v.words_between(o[1], p[0]) if o[1] <= p[0] else -1
-            before = 0 <= gap <= (5 if _COORD.search(v.text, o[1], p[0]) else 3) and any(
-                o[1] <= a and b <= p[0] for a, b in passive
-            )
+            ties = [(a, b) for a, b in passive if o[1] <= a and b <= p[0]]
+            limit = 5 if _COORD.search(v.text, o[1], p[0]) else 3
+            if any(v.words_between(b, p[0]) == 0 for _, b in ties):
+                limit = max(limit, 4)
+            before = bool(ties) and 0 <= gap <= limit
             if after or before:
                 objs.append(o)
         objs = objs or _pronoun_objects(v, p, objects, ignore, strong=False)
