@@ -20,9 +20,10 @@ import pytest
 DATA = Path(__file__).resolve().parent / "data"
 HALVES = ("dev", "test")
 DEV3 = "dev3"
+DEV4 = "dev4"
 # Every file whose format is checked; labels_dev2.jsonl only takes part in the id and text
 # uniqueness checks (its ids have their own "<lang>-d2-NNN" form).
-CHECKED = (*HALVES, DEV3)
+CHECKED = (*HALVES, DEV3, DEV4)
 DEV3_LANGS = ("en", "fr", "de", "es", "it", "nl")
 
 LANGS = {"en", "fr", "de", "es", "it", "nl", "pl", "el"}
@@ -68,6 +69,11 @@ def halves() -> dict[str, list[Unit]]:
 @pytest.fixture(scope="module")
 def dev3(halves: dict[str, list[Unit]]) -> list[Unit]:
     return halves[DEV3]
+
+
+@pytest.fixture(scope="module")
+def dev4(halves: dict[str, list[Unit]]) -> list[Unit]:
+    return halves[DEV4]
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +241,40 @@ def test_dev3_hard_negative_share(dev3: list[Unit]) -> None:
 def test_dev3_every_language_covers_regimes_and_negation(dev3: list[Unit]) -> None:
     for lang in DEV3_LANGS:
         units = [u for u in dev3 if u["lang"] == lang]
+        seen = {u["consent"] for u in units if u["ai_training"]}
+        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
+        assert any(u["negated"] and u["ai_training"] for u in units), lang
+        assert any(u["negated"] and not u["ai_training"] for u in units), lang
+        assert all(u.get("note") for u in units), lang
+
+
+# --------------------------------------------------------------------------- labels_dev4.jsonl
+
+
+def test_dev4_ids_use_their_own_range(dev4: list[Unit]) -> None:
+    for unit in dev4:
+        match = ID_RE.match(unit["id"])
+        assert match and int(match["num"]) >= 6000, unit["id"]
+
+
+def test_dev4_texts_unique_across_all_files(dev4: list[Unit], every_file: list[Unit]) -> None:
+    counts = Counter(_norm(u["text"]) for u in every_file)
+    dupes = [u["id"] for u in dev4 if counts[_norm(u["text"])] > 1]
+    assert not dupes
+
+
+def test_dev4_size_language_mix_and_hard_negatives(dev4: list[Unit]) -> None:
+    assert len(dev4) >= 250
+    langs = Counter(u["lang"] for u in dev4)
+    assert set(langs) == LANGS
+    assert 1 - langs["en"] / len(dev4) >= 0.50
+    hard = sum(u["kind"] == "hard_negative" for u in dev4)
+    assert hard / len(dev4) >= 1 / 3
+
+
+def test_dev4_every_language_covers_regimes_and_negation(dev4: list[Unit]) -> None:
+    for lang in sorted(LANGS):
+        units = [u for u in dev4 if u["lang"] == lang]
         seen = {u["consent"] for u in units if u["ai_training"]}
         assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
         assert any(u["negated"] and u["ai_training"] for u in units), lang

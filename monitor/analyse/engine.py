@@ -165,7 +165,9 @@ def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
         if _overlaps(p, ignore):
             continue
         sent = v.sentence_of(p[0])
-        objs = [o for o in objects if v.sentence_of(o[0]) == sent]
+        objs = [o for o in objects if v.sentence_of(o[0]) == sent] or _pronoun_objects(
+            v, p, objects, ignore, strong=True
+        )
         if objs:
             out.append(_Statement(p, sent, v.clause_of(p[0]), objs))
     window = pack.settings.weak_window
@@ -186,15 +188,41 @@ def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
             # before the verb, tied by a passive auxiliary or an infinitive particle.
             # quality: two more words for a coordinated infinitive ("om onze modellen te
             # corrigeren en te verbeteren", "to correct and improve").
+            # quality: one more word when the particle sits right before the verb, for a
+            # short phrase after the object ("de AI-modellen achter onze functies te
+            # ontwikkelen", "die Modelle hinter unseren Funktionen zu verbessern").
             gap = v.words_between(o[1], p[0]) if o[1] <= p[0] else -1
-            before = 0 <= gap <= (5 if _COORD.search(v.text, o[1], p[0]) else 3) and any(
-                o[1] <= a and b <= p[0] for a, b in passive
-            )
+            ties = [(a, b) for a, b in passive if o[1] <= a and b <= p[0]]
+            limit = 5 if _COORD.search(v.text, o[1], p[0]) else 3
+            if any(v.words_between(b, p[0]) == 0 for _, b in ties):
+                limit = max(limit, 4)
+            before = bool(ties) and 0 <= gap <= limit
             if after or before:
                 objs.append(o)
+        objs = objs or _pronoun_objects(v, p, objects, ignore, strong=False)
         if objs:
             out.append(_Statement(p, v.sentence_of(p[0]), clause, objs))
     return out
+
+
+def _pronoun_objects(
+    v: _UnitView, p: tuple[int, int], objects: Spans, ignore: Spans, *, strong: bool
+) -> Spans:
+    # quality: a pronoun object of the purpose ("... and we use it to train them", "pour
+    # l'entraîner", "afin de les améliorer") stands for an AI object named earlier in the
+    # unit. What "train" takes is the trained thing; "improve them" may also refer back to
+    # data, so a weak purpose only takes it when no data term lies between.
+    got: Spans = []
+    for o in v.find("object_pronoun"):
+        if not _overlaps(o, [p]) or _overlaps(o, ignore):
+            continue
+        before = [a for a in objects if a[1] <= o[0]]
+        if not before:
+            continue
+        last = max(b for _, b in before)
+        if strong or not any(last <= d[0] < o[0] for d in v.find("data")):
+            got.append(o)
+    return got
 
 
 def _negate(v: _UnitView, st: _Statement, pack: RulePack) -> None:

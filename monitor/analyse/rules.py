@@ -59,6 +59,7 @@ AI_ROLES: tuple[str, ...] = (
     "passive",
     "object",
     "object_narrow",
+    "object_pronoun",
     "data",
     "third_party",
     "negation",
@@ -89,6 +90,7 @@ class AiLexicon(_Strict):
     passive: list[str] = []
     object: list[str] = []
     object_narrow: list[str] = []
+    object_pronoun: list[str] = []
     data: list[str] = []
     third_party: list[str] = []
     negation: list[str] = []
