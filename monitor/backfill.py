@@ -341,10 +341,14 @@ def import_tree(
             todo.append(i)
 
     def consume(indices: Sequence[int], prepared: Sequence[_Prepared]) -> None:
-        for i, prep in zip(indices, prepared, strict=True):
-            _ingest_one(pipeline, files, i, prep, result)
-            if on_file:
-                on_file(files[i])
+        # One transaction per run, not per file: the pages every version touches (the
+        # full-text index, the tables' indexes) are written to the WAL once per run. A crash
+        # loses at most the run, which importing again redoes.
+        with store.transaction():
+            for i, prep in zip(indices, prepared, strict=True):
+                _ingest_one(pipeline, files, i, prep, result)
+                if on_file:
+                    on_file(files[i])
 
     runs = _runs(files, todo)
     if workers <= 1:
