@@ -44,6 +44,7 @@ from monitor.store import iso, sha256_text
 
 if TYPE_CHECKING:
     from monitor.analyse import AnalysisCache, RulePack
+    from monitor.diff import DiffMemo
 
 __all__ = ["HistoryFile", "ImportResult", "import_tree", "iter_docs", "parse_stem", "scan"]
 
@@ -173,10 +174,12 @@ class _Prepared:
 
 @dataclass(slots=True)
 class _DocState:
-    """What a worker keeps of a document between two of its runs: the analysis memo, and the
-    last text of the previous run (``last`` is that file) with its sha256 and diff units."""
+    """What a worker keeps of a document between two of its runs: the analysis and diff
+    memos, and the last text of the previous run (``last`` is that file) with its sha256 and
+    diff units."""
 
     cache: AnalysisCache
+    diff_memo: DiffMemo
     last: Path | None = None
     text: str | None = None
     sha: str | None = None
@@ -191,8 +194,9 @@ _KEEP_STATES = 2
 
 def _state_of(doc_id: str) -> _DocState:
     from monitor.analyse import AnalysisCache
+    from monitor.diff import DiffMemo
 
-    state = _STATES.pop(doc_id, None) or _DocState(AnalysisCache(max_entries=100_000))
+    state = _STATES.pop(doc_id, None) or _DocState(AnalysisCache(max_entries=100_000), DiffMemo())
     _STATES[doc_id] = state
     while len(_STATES) > _KEEP_STATES:
         del _STATES[next(iter(_STATES))]
@@ -211,7 +215,7 @@ def _prepare_run(
     stored text, which needs no analysis). With ``doc_id``, this process's state of the
     document is used and kept (see :class:`_DocState`): the same results, less work."""
     from monitor.analyse import analyse_text
-    from monitor.diff import diff_units, split_units
+    from monitor.diff import diff_unit_counts, split_units
 
     state = _state_of(doc_id) if doc_id is not None else None
     previous: str | None = None
@@ -229,6 +233,7 @@ def _prepare_run(
         except (OSError, MonitorError):
             previous = None
     cache = state.cache if state is not None else None
+    memo = state.diff_memo if state is not None else None
     out: list[_Prepared] = []
     for path in paths:
         try:
@@ -244,11 +249,11 @@ def _prepare_run(
             prepared.analysis = analyse_text(extracted.text, packs, cache=cache)
             if previous is not None:
                 if previous_units is None:
-                    previous_units = split_units(previous)
-                units = split_units(extracted.text)
+                    previous_units = split_units(previous, memo)
+                units = split_units(extracted.text, memo)
                 prepared.base_sha = previous_sha
                 # The counts only: the change record does not keep the word-level diffs.
-                prepared.change_summary = diff_units(previous_units, units, word_ops=False).counts()
+                prepared.change_summary = diff_unit_counts(previous_units, units, memo)
         if previous_sha != prepared.sha:
             previous, previous_sha, previous_units = extracted.text, prepared.sha, units
         out.append(prepared)
