@@ -368,13 +368,20 @@ def test_an_unchanged_training_state_never_alerts(
     import monitor.alerts
 
     prev = _UNCHANGED_CASES[case]
-    new = copy.deepcopy(prev)
-    new.findings.append(replace(finding(POSTS), pack="biometric", category="biometric"))
-    assert monitor.alerts._same_training_state(prev, new)
-    assert decide_alerts(prev, new, first_version=False, **history) == []  # type: ignore[arg-type]
+    same = copy.deepcopy(prev)
+    same.findings.append(replace(finding(POSTS), pack="biometric", category="biometric"))
+    # units added above and between: the same clauses, elsewhere
+    moved = copy.deepcopy(prev)
+    for f in moved.findings:
+        f.unit_index = 3 + 2 * f.unit_index
+        f.start, f.end = f.start + 100, f.end + 100
+    for new in (same, moved):
+        assert monitor.alerts._same_training_state(prev, new)
+        assert decide_alerts(prev, new, first_version=False, **history) == []  # type: ignore[arg-type]
     # ... and the full decisions agree.
     monkeypatch.setattr(monitor.alerts, "_same_training_state", lambda _a, _b: False)
-    assert decide_alerts(prev, new, first_version=False, **history) == []  # type: ignore[arg-type]
+    for new in (same, moved):
+        assert decide_alerts(prev, new, first_version=False, **history) == []  # type: ignore[arg-type]
 
 
 def test_any_training_change_takes_the_full_decisions() -> None:
@@ -383,12 +390,17 @@ def test_any_training_change_takes_the_full_decisions() -> None:
     prev = analysis(finding(POSTS, consent="opt_out", unit_index=1))
     for new in (
         analysis(finding(POSTS, consent="none", unit_index=1)),
-        analysis(finding(POSTS, consent="opt_out", unit_index=2)),
+        analysis(finding(POSTS, consent="opt_out", unit_index=1, lang="fr")),
         analysis(finding(POSTS_REWORDED, consent="opt_out", unit_index=1)),
         analysis(finding(POSTS, consent="opt_out", unit_index=1), consent="none"),
         analysis(finding(POSTS, consent="opt_out", unit_index=1), finding(MESSAGES)),
+        analysis(finding(POSTS, consent="opt_out", unit_index=1, data=("public posts",))),
     ):
         assert not _same_training_state(prev, new)
+    # two findings on one unit are one clause: on two units, two clauses
+    one = analysis(finding(POSTS, unit_index=1), finding(POSTS, unit_index=1, rule_id="r2"))
+    two = analysis(finding(POSTS, unit_index=1), finding(POSTS, unit_index=2, rule_id="r2"))
+    assert not _same_training_state(one, two) and not _same_training_state(two, one)
     # the first version of a document is never short-cut: it may deserve a baseline
     [d] = decide_alerts(None, prev, first_version=True)
     assert d.type == AlertType.BASELINE
