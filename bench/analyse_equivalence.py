@@ -2,6 +2,7 @@
 
     python bench/analyse_equivalence.py dump --rules DIR OUT.jsonl [--limit N]
     python bench/analyse_equivalence.py compare A.jsonl B.jsonl
+    python bench/analyse_equivalence.py cache --rules DIR [--limit N]
 
 ``dump`` runs ``analyse_text`` over every ../shared/corpus/versions/**/*.md with the packs of
 ``DIR`` (pin a copy of ``rules/`` when packs are being edited elsewhere: a moving rules dir
@@ -10,7 +11,10 @@ variant: ``md`` is the text as bench_analyse.py feeds it (links to their text, e
 dropped), ``raw`` the file as it is (links, emphasis and all, which the segmenter and
 the patterns see differently). Each line holds ai_training, consent, negated, lang,
 unit_count and every finding's ``to_dict()``. ``compare`` exits 1 and prints the first
-differences when the dumps differ. Not run by CI.
+differences when the dumps differ. ``cache`` analyses each document's versions oldest first
+(as ``import dir`` does, in the md, raw and imported-text variants) without and with one
+:class:`~monitor.analyse.AnalysisCache` per document and variant, exits 1 on any difference
+of the records, and prints both CPU times and the cache's hit rate. Not run by CI.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_analyse import CORPUS, cheap_markdown  # noqa: E402
 
-from monitor.analyse import analyse_text, load_packs  # noqa: E402
+from monitor.analyse import AnalysisCache, analyse_text, load_packs  # noqa: E402
 
 
 def dump(rules: Path, out: Path, limit: int) -> int:
@@ -61,6 +65,69 @@ def dump(rules: Path, out: Path, limit: int) -> int:
         f"CPU {time.process_time() - c0:.1f} s -> {out}"
     )
     return 0
+
+
+def _record(a: object) -> str:
+    from monitor.models import Analysis
+
+    assert isinstance(a, Analysis)
+    return json.dumps(
+        {
+            "ai_training": a.ai_training,
+            "consent": a.consent.value,
+            "negated": a.negated,
+            "lang": a.lang,
+            "unit_count": a.unit_count,
+            "findings": [x.to_dict() for x in a.findings],
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+def cached(rules: Path, limit: int) -> int:
+    """Every document's versions in order, without and with a cache: identical records?"""
+    from monitor.extract import extract_markdown
+
+    if not CORPUS.is_dir():
+        print(f"corpus not found at {CORPUS}", file=sys.stderr)
+        return 1
+    packs = load_packs([rules])
+    series = sorted({f.parent for f in CORPUS.rglob("*.md")})
+    plain_s = cached_s = 0.0
+    records = differ = hits = misses = 0
+    for folder in series:
+        files = sorted(folder.glob("*.md"))[: limit or None]
+        raws = [f.read_text(encoding="utf-8") for f in files]
+        variants = {
+            "md": [cheap_markdown(r) for r in raws],
+            "raw": raws,
+            "import": [extract_markdown(r).text for r in raws],
+        }
+        for variant, texts in variants.items():
+            cache = AnalysisCache()
+            for f, text in zip(files, texts, strict=True):
+                c0 = time.process_time()
+                want = _record(analyse_text(text, packs))
+                c1 = time.process_time()
+                got = _record(analyse_text(text, packs, cache=cache))
+                c2 = time.process_time()
+                plain_s += c1 - c0
+                cached_s += c2 - c1
+                records += 1
+                if want != got:
+                    differ += 1
+                    if differ <= 5:
+                        print(f"DIFFERENT: {f.relative_to(CORPUS)} [{variant}]")
+            hits += cache.hits
+            misses += cache.misses
+    rate = hits / (hits + misses) if hits + misses else 0.0
+    print(
+        f"{records} analyses in {len(series)} documents x 3 variants: CPU {plain_s:.1f} s "
+        f"without a cache, {cached_s:.1f} s with one per document ({rate:.0%} hits)"
+    )
+    print("identical" if not differ else f"DIFFERENT: {differ} of {records} records")
+    return 1 if differ else 0
 
 
 def compare(a: Path, b: Path, show: int = 5) -> int:
@@ -107,7 +174,12 @@ def main() -> int:
     c = sub.add_parser("compare", help="compare two dumps (exit 1 when they differ)")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
+    k = sub.add_parser("cache", help="each document's versions without and with a cache")
+    k.add_argument("--rules", type=Path, required=True, help="rules directory to load")
+    k.add_argument("--limit", type=int, default=0, help="only the first N versions of each")
     args = ap.parse_args()
+    if args.cmd == "cache":
+        return cached(args.rules, args.limit)
     if args.cmd == "dump":
         return dump(args.rules, args.out, args.limit)
     return compare(args.a, args.b)

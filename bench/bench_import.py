@@ -80,6 +80,7 @@ def stages(folder: Path) -> None:
     timed(monitor.backfill, "_read", "extract")
     timed(monitor.analyse, "analyse_text", "analyse")
     timed(monitor.diff, "diff_units", "diff")
+    timed(monitor.diff, "diff_unit_counts", "diff")
     timed(monitor.diff, "split_units", "diff")
     timed(monitor.alerts, "record_alerts", "alerts")
     try:

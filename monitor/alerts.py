@@ -43,7 +43,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -620,6 +620,8 @@ def decide_alerts(
     ``first_version`` marks the first version of a newly watched document; with ``prev``
     None otherwise, everything in ``new`` counts as added.
     """
+    if prev is not None and _same_training_state(prev, new):
+        return []  # nothing the decisions below look at changed (see _same_training_state)
     keys = _Keys(seen_keys)
     removed = removed or {}
     removed_on = removed_on or {}
@@ -746,6 +748,33 @@ def decide_alerts(
             )
         )
     return out
+
+
+def _same_training_state(prev: Analysis, new: Analysis) -> bool:
+    """Whether ``new`` has ``prev``'s training-family findings (every field but where the
+    unit is: ``unit_index``, ``start``, ``end``; on the same units, in order) and
+    document-level regime: then no alert is possible, whatever the history.
+
+    Every new clause then has its identical old clause (same text, categories and data), so
+    it is matched (nothing added); a weaker clause matched to a stronger namesake leaves that
+    namesake's identical copy in the new version (its regime persists: no downgrade); every
+    old denial finds its identical copy (nothing removed); training is not gone; the
+    document's regime did not weaken. Where the units are only matters to decisions about an
+    added clause (its neighbours, its section), and there is none. Most imported versions
+    change no training wording; many move it (a unit added above)."""
+    if prev.ai_training != new.ai_training or prev.consent != new.consent:
+        return False
+    old = [f for f in prev.findings if _is_training_family(f)]
+    now = [f for f in new.findings if _is_training_family(f)]
+    if len(old) != len(now):
+        return False
+    for k, (a, b) in enumerate(zip(old, now, strict=True)):
+        # the same grouping into units (clauses), in the same order
+        if k and (a.unit_index == old[k - 1].unit_index) != (b.unit_index == now[k - 1].unit_index):
+            return False
+        if replace(a, unit_index=b.unit_index, start=b.start, end=b.end) != b:
+            return False
+    return True
 
 
 def _opt_out_for(clause: _Clause, existing: Sequence[_Clause]) -> bool:
@@ -1009,6 +1038,8 @@ def record_alerts(
     with store.transaction():
         if prev_version is not None and prev_analysis is None:
             prev_analysis = store.analysis(prev_version)
+        if prev_analysis is not None and _same_training_state(prev_analysis, analysis):
+            return []  # decide_alerts would say nothing: spare it the history
         seen, removed, removed_on = _history(store, doc_id)
         decisions = decide_alerts(
             prev_analysis,

@@ -13,11 +13,14 @@ under ``suspect.min_ratio`` is skipped unless the next file of the same document
 as well (the archive's equivalent of "the same shrunk text on consecutive fetches").
 
 Speed: the pure stages (read, extract, analyse, and the diff against the previous file of the
-same document) run in a process pool over short runs of consecutive files of one document, so
-each run extracts the file before it once and then diffs file by file. The main process only
-writes, in order. At most ``2 * workers + 2`` runs are in flight, so memory stays bounded
-whatever the size of the tree. A precomputed diff is used only when its base is the document's
-latest stored version (it is not when the file before was a suspect capture); otherwise
+same document) run in worker processes over short runs of consecutive files of one document.
+Each document goes to one worker ("lane", chosen to balance the lanes' bytes), so the worker
+keeps what the document's previous run ended with (its last text, split into diff units, and
+an :class:`~monitor.analyse.AnalysisCache` of its units: consecutive versions are mostly the
+same units) instead of extracting the file before the run again. The main process only writes,
+in order. At most ``_WINDOW`` files per worker are in flight, so memory stays bounded whatever
+the size of the tree. A precomputed diff is used only when its base is the document's latest
+stored version (it is not when the file before was a suspect capture); otherwise
 :meth:`~monitor.pipeline.Pipeline.ingest` diffs again itself.
 """
 
@@ -40,16 +43,19 @@ from monitor.pipeline import Pipeline
 from monitor.store import iso, sha256_text
 
 if TYPE_CHECKING:
-    from monitor.analyse import RulePack
+    from monitor.analyse import AnalysisCache, RulePack
+    from monitor.diff import DiffMemo
 
 __all__ = ["HistoryFile", "ImportResult", "import_tree", "iter_docs", "parse_stem", "scan"]
 
 _STEM = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})(?:[T_ ](?P<h>\d{2})[-:](?P<m>\d{2})(?:[-:](?P<s>\d{2}))?(?:\.\d+)?Z?)?"
 )
-# Consecutive files of one document handed to a worker at once: the file before the run is
-# extracted once per run, so longer runs waste less; shorter runs balance better.
+# Consecutive files of one document handed to a worker at once. The worker keeps the end of
+# the document's previous run, so shorter runs cost little more and reach the writer sooner.
 _RUN = 6
+# Files in flight per worker: room for one lane to run a long document ahead of the other.
+_WINDOW = 48
 
 
 @dataclass(slots=True, frozen=True)
@@ -166,29 +172,68 @@ class _Prepared:
     error: str | None = None
 
 
+@dataclass(slots=True)
+class _DocState:
+    """What a worker keeps of a document between two of its runs: the analysis and diff
+    memos, and the last text of the previous run (``last`` is that file) with its sha256 and
+    diff units."""
+
+    cache: AnalysisCache
+    diff_memo: DiffMemo
+    last: Path | None = None
+    text: str | None = None
+    sha: str | None = None
+    units: list[str] | None = None
+
+
+# Per process (a worker, or the importing process with workers=1): the latest documents'
+# states, oldest first. Two: a lane may get the next document before the last run of one.
+_STATES: dict[str, _DocState] = {}
+_KEEP_STATES = 2
+
+
+def _state_of(doc_id: str) -> _DocState:
+    from monitor.analyse import AnalysisCache
+    from monitor.diff import DiffMemo
+
+    state = _STATES.pop(doc_id, None) or _DocState(AnalysisCache(max_entries=100_000), DiffMemo())
+    _STATES[doc_id] = state
+    while len(_STATES) > _KEEP_STATES:
+        del _STATES[next(iter(_STATES))]
+    return state
+
+
 def _prepare_run(
     paths: Sequence[Path],
     before: Path | None,
     packs: Sequence[RulePack] | None = None,
     known_sha: str | None = None,
+    doc_id: str | None = None,
 ) -> list[_Prepared]:
     """Extract, analyse and diff consecutive files of one document (``before`` is the file
     preceding the run, for the first diff; ``known_sha`` the sha256 of the document's latest
-    stored text, which needs no analysis)."""
+    stored text, which needs no analysis). With ``doc_id``, this process's state of the
+    document is used and kept (see :class:`_DocState`): the same results, less work."""
     from monitor.analyse import analyse_text
-    from monitor.diff import diff_units, split_units
+    from monitor.diff import diff_unit_counts, split_units
 
+    state = _state_of(doc_id) if doc_id is not None else None
     previous: str | None = None
     previous_sha: str | None = None
     # The units of ``previous`` once split: each text is the new side of one diff and the
     # old side of the next, and splitting it twice was a fifth of the diff time.
     previous_units: list[str] | None = None
-    if before is not None:
+    if state is not None and before is not None and state.last == before:
+        # The previous run of this document ended with ``before``, read as it is now.
+        previous, previous_sha, previous_units = state.text, state.sha, state.units
+    elif before is not None:
         try:
             previous = _read(before).text
             previous_sha = sha256_text(previous)
         except (OSError, MonitorError):
             previous = None
+    cache = state.cache if state is not None else None
+    memo = state.diff_memo if state is not None else None
     out: list[_Prepared] = []
     for path in paths:
         try:
@@ -201,22 +246,29 @@ def _prepare_run(
         if previous_sha != prepared.sha and prepared.sha != known_sha:
             # An unchanged file needs neither (the main process only moves last_seen), nor
             # does the text the document already has as its latest version (a re-import).
-            prepared.analysis = analyse_text(extracted.text, packs)
+            prepared.analysis = analyse_text(extracted.text, packs, cache=cache)
             if previous is not None:
                 if previous_units is None:
-                    previous_units = split_units(previous)
-                units = split_units(extracted.text)
+                    previous_units = split_units(previous, memo)
+                units = split_units(extracted.text, memo)
                 prepared.base_sha = previous_sha
                 # The counts only: the change record does not keep the word-level diffs.
-                prepared.change_summary = diff_units(previous_units, units, word_ops=False).counts()
+                prepared.change_summary = diff_unit_counts(previous_units, units, memo)
         if previous_sha != prepared.sha:
             previous, previous_sha, previous_units = extracted.text, prepared.sha, units
         out.append(prepared)
+    if state is not None:
+        # Only a run whose last file was read: otherwise the next run reads ``before`` (and
+        # fails the same way) as it would without a state.
+        ok = bool(out) and out[-1].error is None
+        state.last = paths[-1] if ok else None
+        state.text, state.sha, state.units = previous, previous_sha, previous_units
     return out
 
 
 def _warm_up() -> None:
-    # Compile the rule packs once per worker before the first run arrives.
+    # The rule packs, compiled before the first run arrives (inherited from the importing
+    # process when it compiled them before forking: then this costs nothing).
     from monitor.analyse import load_packs
 
     load_packs()
@@ -295,37 +347,81 @@ def import_tree(
             todo.append(i)
 
     def consume(indices: Sequence[int], prepared: Sequence[_Prepared]) -> None:
-        for i, prep in zip(indices, prepared, strict=True):
-            _ingest_one(pipeline, files, i, prep, result)
-            if on_file:
-                on_file(files[i])
+        # One transaction per run, not per file: the pages every version touches (the
+        # full-text index, the tables' indexes) are written to the WAL once per run. A crash
+        # loses at most the run, which importing again redoes.
+        with store.transaction():
+            for i, prep in zip(indices, prepared, strict=True):
+                _ingest_one(pipeline, files, i, prep, result)
+                if on_file:
+                    on_file(files[i])
 
     runs = _runs(files, todo)
     if workers <= 1:
         packs = pipeline.packs
-        for indices, before in runs:
-            paths = [files[i].path for i in indices]
-            known = latest_sha[files[indices[0]].doc_id]
-            consume(indices, _prepare_run(paths, before, packs, known))
+        try:
+            for indices, before in runs:
+                paths = [files[i].path for i in indices]
+                doc_id = files[indices[0]].doc_id
+                consume(indices, _prepare_run(paths, before, packs, latest_sha[doc_id], doc_id))
+        finally:
+            _STATES.clear()
     else:
+        import contextlib
         import multiprocessing
 
+        from monitor.analyse import load_packs
+
+        lane_of = _lanes(files, todo, workers)
+        # Compile the built-in packs here, once, before the workers are forked: they inherit
+        # them instead of each compiling its own (seconds of CPU per worker, on the cores the
+        # workers share, while none of them has anything else to do yet).
+        load_packs()
         # fork: the workers inherit the loaded modules instead of importing them again.
         ctx = multiprocessing.get_context("fork")
         window: deque[tuple[list[int], Future[list[_Prepared]]]] = deque()
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_warm_up) as pool:
+        in_flight = 0
+        with contextlib.ExitStack() as stack:
+            # One single-process pool per lane: a document's runs reach its worker in order.
+            lanes = [
+                stack.enter_context(ProcessPoolExecutor(1, mp_context=ctx, initializer=_warm_up))
+                for _ in range(workers)
+            ]
             for indices, before in runs:
                 paths = [files[i].path for i in indices]
-                known = latest_sha[files[indices[0]].doc_id]
-                window.append((indices, pool.submit(_prepare_run, paths, before, None, known)))
-                if len(window) >= 2 * workers + 2:
+                doc_id = files[indices[0]].doc_id
+                lane = lanes[lane_of[doc_id]]
+                job = lane.submit(_prepare_run, paths, before, None, latest_sha[doc_id], doc_id)
+                window.append((indices, job))
+                in_flight += len(indices)
+                while in_flight > _WINDOW * workers:
                     done_indices, future = window.popleft()
+                    in_flight -= len(done_indices)
                     consume(done_indices, future.result())
             while window:
                 done_indices, future = window.popleft()
                 consume(done_indices, future.result())
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _lanes(files: Sequence[HistoryFile], todo: Sequence[int], workers: int) -> dict[str, int]:
+    """The worker of each document: in order, the one with the fewest bytes so far (the writer
+    takes the results in order, so the lanes must keep pace with each other all along)."""
+    weight: dict[str, int] = {}
+    for i in todo:
+        try:
+            size = files[i].path.stat().st_size
+        except OSError:
+            size = 0
+        weight[files[i].doc_id] = weight.get(files[i].doc_id, 0) + size + 1
+    load = [0] * workers
+    lane_of: dict[str, int] = {}
+    for doc_id, w in weight.items():
+        lane = min(range(workers), key=load.__getitem__)
+        lane_of[doc_id] = lane
+        load[lane] += w
+    return lane_of
 
 
 def _ingest_one(

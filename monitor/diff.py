@@ -33,9 +33,11 @@ from jinja2 import Environment, PackageLoader
 from monitor.models import ChangeKind, DiffResult, UnitChange
 
 __all__ = [
+    "DiffMemo",
     "diff_counts",
     "diff_texts",
     "diff_to_json",
+    "diff_unit_counts",
     "diff_units",
     "diff_view",
     "render_html",
@@ -126,8 +128,41 @@ _ABBREVIATIONS = frozenset(
 )
 
 
-def split_units(text: str) -> list[str]:
-    """Split normalised block text into diff units.
+class DiffMemo:
+    """What diffing a chain of versions can reuse from one diff to the next: the units of a
+    block of text (:func:`split_units`) and the words of a unit (the similarity of units).
+    Both are pure functions of their text, so a diff with a memo is the diff without one.
+    Bounded: past ``max_entries`` texts each, a table is emptied and starts over."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self.blocks: dict[str, list[str]] = {}
+        self.words: dict[str, tuple[list[str], frozenset[str]]] = {}
+
+    def clear(self) -> None:
+        self.blocks.clear()
+        self.words.clear()
+
+    def units_of(self, raw: str) -> list[str]:
+        got = self.blocks.get(raw)
+        if got is None:
+            if len(self.blocks) >= self.max_entries:
+                self.blocks.clear()
+            got = self.blocks[raw] = _block_units(raw)
+        return got
+
+    def words_of(self, unit: str) -> tuple[list[str], frozenset[str]]:
+        got = self.words.get(unit)
+        if got is None:
+            if len(self.words) >= self.max_entries:
+                self.words.clear()
+            w = _words(unit)
+            got = self.words[unit] = (w, frozenset(w))
+        return got
+
+
+def split_units(text: str, memo: DiffMemo | None = None) -> list[str]:
+    """Split normalised block text into diff units (``memo``: see :class:`DiffMemo`).
 
     Headings are one unit each. Paragraphs and list items are split into sentences; the first
     sentence of a list item keeps its ``- `` marker so a unit still says what it was. Sentence
@@ -136,6 +171,11 @@ def split_units(text: str) -> list[str]:
     (``U.S.``) and a lone enumerator (``1.``, ``a.``).
     """
     out: list[str] = []
+    if memo is not None:
+        # Each block splits on its own: consecutive versions share most blocks verbatim.
+        for raw in _BLOCK_SEP.split(text.strip()):
+            out.extend(memo.units_of(raw))
+        return out
     for raw in _blocks(text):
         if raw.startswith("#") or len(raw) < _MIN_SPLIT:
             out.append(raw)
@@ -144,28 +184,43 @@ def split_units(text: str) -> list[str]:
     return out
 
 
+def _block_units(raw: str) -> list[str]:
+    """The units of one block (a piece of ``_BLOCK_SEP.split``): split_units, per block."""
+    out: list[str] = []
+    for line in _block_lines(raw):
+        if line.startswith("#") or len(line) < _MIN_SPLIT:
+            out.append(line)
+        else:
+            out.extend(_sentences(line))
+    return out
+
+
 def _blocks(text: str) -> Iterator[str]:
     for raw in _BLOCK_SEP.split(text.strip()):
-        if "\n" not in raw:  # the usual block, one line: the loop below, without the loop
-            line = " ".join(raw.split())
-            if line:
-                yield line
-            continue
-        # Tolerate list items and headings on consecutive lines without the blank line; a
-        # heading is always one line.
-        current: list[str] = []
-        for line in raw.split("\n"):
-            line = " ".join(line.split())
-            if line.startswith(("#", "- ")) and current:
-                yield " ".join(current)
-                current = []
-            if line:
-                current.append(line)
-            if line.startswith("#"):
-                yield " ".join(current)
-                current = []
-        if current:
+        yield from _block_lines(raw)
+
+
+def _block_lines(raw: str) -> Iterator[str]:
+    if "\n" not in raw:  # the usual block, one line: the loop below, without the loop
+        line = " ".join(raw.split())
+        if line:
+            yield line
+        return
+    # Tolerate list items and headings on consecutive lines without the blank line; a
+    # heading is always one line.
+    current: list[str] = []
+    for line in raw.split("\n"):
+        line = " ".join(line.split())
+        if line.startswith(("#", "- ")) and current:
             yield " ".join(current)
+            current = []
+        if line:
+            current.append(line)
+        if line.startswith("#"):
+            yield " ".join(current)
+            current = []
+    if current:
+        yield " ".join(current)
 
 
 # Blocks shorter than this are one unit.
@@ -375,9 +430,12 @@ class _Similarity:
 
     _SET_MARGIN = 0.15
 
-    def __init__(self, old: Sequence[str], new: Sequence[str]) -> None:
+    def __init__(
+        self, old: Sequence[str], new: Sequence[str], memo: DiffMemo | None = None
+    ) -> None:
         self._old = old
         self._new = new
+        self._memo = memo
         self._old_words: dict[int, list[str]] = {}
         self._new_words: dict[int, list[str]] = {}
         self._old_sets: dict[int, frozenset[str]] = {}
@@ -387,6 +445,10 @@ class _Similarity:
     def old_words(self, i: int) -> list[str]:
         w = self._old_words.get(i)
         if w is None:
+            if self._memo is not None:
+                w, self._old_sets[i] = self._memo.words_of(self._old[i])
+                self._old_words[i] = w
+                return w
             w = self._old_words[i] = _words(self._old[i])
             self._old_sets[i] = frozenset(w)
         return w
@@ -394,6 +456,10 @@ class _Similarity:
     def new_words(self, j: int) -> list[str]:
         w = self._new_words.get(j)
         if w is None:
+            if self._memo is not None:
+                w, self._new_sets[j] = self._memo.words_of(self._new[j])
+                self._new_words[j] = w
+                return w
             w = self._new_words[j] = _words(self._new[j])
             self._new_sets[j] = frozenset(w)
         return w
@@ -632,34 +698,17 @@ def diff_texts(old: str, new: str) -> DiffResult:
 def diff_counts(old: str, new: str) -> dict[str, int]:
     """``diff_texts(old, new).counts()`` without the word-level diffs, which the counts do
     not depend on (they were most of the cost of a change record)."""
-    return diff_units(split_units(old), split_units(new), word_ops=False).counts()
+    return diff_unit_counts(split_units(old), split_units(new))
 
 
-def diff_units(a: Sequence[str], b: Sequence[str], *, word_ops: bool = True) -> DiffResult:
+def diff_units(
+    a: Sequence[str], b: Sequence[str], *, word_ops: bool = True, memo: DiffMemo | None = None
+) -> DiffResult:
     """:func:`diff_texts` over texts already split by :func:`split_units` (a caller diffing a
     chain of versions splits each text once). ``word_ops=False`` leaves every ``ops`` empty:
-    same units, kinds and pairs, without the word-level diffs."""
-
-    # The document as a sequence of equal pairs and hunks (the units between two equal pairs).
-    segments: list[tuple[int, int] | _Hunk] = []
-    hunks: list[_Hunk] = []
-    i = j = 0
-    for x, y in [*_align(a, b), (len(a), len(b))]:
-        if x > i or y > j:
-            hunk = _Hunk(list(range(i, x)), list(range(j, y)))
-            hunks.append(hunk)
-            segments.append(hunk)
-        if x < len(a):
-            segments.append((x, y))
-        i, j = x + 1, y + 1
-
-    sim = _Similarity(a, b)
-    same, moved = _pair_moves(a, b, hunks, sim)
-    modified: dict[int, int] = dict(same)
-    taken_old = set(same) | set(moved)
-    taken_new = set(same.values()) | set(moved.values())
-    for hunk in hunks:
-        modified.update(_pair_in_hunk(hunk, sim, taken_old, taken_new))
+    same units, kinds and pairs, without the word-level diffs. ``memo``: see
+    :class:`DiffMemo` (the same result)."""
+    segments, modified, moved = _pairing(a, b, memo)
     new_to_old = {v: k for k, v in modified.items()}
     moved_new_to_old = {v: k for k, v in moved.items()}
 
@@ -701,6 +750,69 @@ def diff_units(a: Sequence[str], b: Sequence[str], *, word_ops: bool = True) -> 
                 changes.append(unit_change(ChangeKind.ADDED, None, y))
         changes.extend(unit_change(ChangeKind.REMOVED, x, None) for x in pending[p:])
     return DiffResult(changes)
+
+
+def diff_unit_counts(
+    a: Sequence[str], b: Sequence[str], memo: DiffMemo | None = None
+) -> dict[str, int]:
+    """``diff_units(a, b, word_ops=False).counts()`` without building the changes: the same
+    pairing, counted (every equal pair; in each hunk, every unpaired deletion as removed and
+    every insertion by what it pairs with, in the precedence of diff_units)."""
+    segments, modified, moved = _pairing(a, b, memo)
+    new_to_old = {v: k for k, v in modified.items()}
+    moved_new = set(moved.values())
+    equal = modified_n = moved_n = added = removed = 0
+    for seg in segments:
+        if isinstance(seg, tuple):
+            equal += 1
+            continue
+        removed += sum(1 for x in seg.dels if x not in modified and x not in moved)
+        for y in seg.ins:
+            paired = new_to_old.get(y)
+            if paired is not None:
+                if a[paired] == b[y]:
+                    equal += 1
+                else:
+                    modified_n += 1
+            elif y in moved_new:
+                moved_n += 1
+            else:
+                added += 1
+    out = {k.value: 0 for k in ChangeKind}
+    out[ChangeKind.EQUAL.value] = equal
+    out[ChangeKind.MODIFIED.value] = modified_n
+    out[ChangeKind.MOVED.value] = moved_n
+    out[ChangeKind.ADDED.value] = added
+    out[ChangeKind.REMOVED.value] = removed
+    return out
+
+
+def _pairing(
+    a: Sequence[str], b: Sequence[str], memo: DiffMemo | None
+) -> tuple[list[tuple[int, int] | _Hunk], dict[int, int], dict[int, int]]:
+    """The document as a sequence of equal pairs and hunks (the units between two equal
+    pairs), the in-hunk pairs (old -> new: MODIFIED, or EQUAL when the texts are the same)
+    and the moves (old -> new)."""
+    segments: list[tuple[int, int] | _Hunk] = []
+    hunks: list[_Hunk] = []
+    i = j = 0
+    for x, y in [*_align(a, b), (len(a), len(b))]:
+        if x > i or y > j:
+            hunk = _Hunk(list(range(i, x)), list(range(j, y)))
+            hunks.append(hunk)
+            segments.append(hunk)
+        if x < len(a):
+            segments.append((x, y))
+        i, j = x + 1, y + 1
+
+    sim = _Similarity(a, b, memo)
+    same, moved = _pair_moves(a, b, hunks, sim)
+    modified: dict[int, int] = dict(same)
+    taken_old = set(same) | set(moved)
+    taken_new = set(same.values()) | set(moved.values())
+    for hunk in hunks:
+        modified.update(_pair_in_hunk(hunk, sim, taken_old, taken_new))
+    return segments, modified, moved
 
 
 _SUMMARY_KINDS = ("added", "removed", "modified", "moved", "equal")

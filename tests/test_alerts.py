@@ -316,6 +316,96 @@ def test_other_packs_are_ignored() -> None:
     assert decide_alerts(EMPTY, analysis(other), first_version=False) == []
 
 
+# The shortcut for an unchanged training state (alerts._same_training_state): the full
+# decisions must say nothing either, whatever the history. Same-text units with different
+# regimes, denials, opt-outs next to training and other packs are the tricky cases.
+_UNCHANGED_CASES = [
+    EMPTY,
+    analysis(finding(POSTS)),
+    analysis(
+        finding(POSTS, consent="opt_out", unit_index=1),
+        finding(DENIAL, unit_index=4, ai_training=False, negated=True),
+    ),
+    analysis(
+        finding(POSTS, consent="opt_in", unit_index=1),
+        finding(POSTS, consent="none", unit_index=5),  # the same text, weaker, later
+        finding(MESSAGES, consent="opt_out", unit_index=6, data=("private messages",)),
+    ),
+    analysis(
+        finding(POSTS, consent="none", unit_index=1),
+        finding(POSTS, consent="opt_in", unit_index=5),  # the same text, stronger, later
+        finding("You can opt out of this in Settings.", consent="opt_out", unit_index=2),
+    ),
+    analysis(finding(POSTS, consent="opt_out"), consent="none"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(_UNCHANGED_CASES)))
+@pytest.mark.parametrize(
+    "history",
+    [
+        {},
+        {"seen_keys": {"@baseline"}},
+        {
+            "seen_keys": {normalise(POSTS), "@removed#abc"},
+            "removed": {normalise(POSTS): "@removed#abc"},
+            "removed_on": {"@removed#abc": "2024-01-01T00:00:00Z"},
+            "when": "2024-01-10T00:00:00Z",
+        },
+        {
+            "seen_keys": {"@removed#abc"},
+            "removed": {normalise(POSTS): "@removed#abc"},
+            "removed_on": {"@removed#abc": "2023-01-01T00:00:00Z"},
+            "when": "2024-06-01T00:00:00Z",
+        },
+    ],
+)
+def test_an_unchanged_training_state_never_alerts(
+    case: int, history: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+
+    import monitor.alerts
+
+    prev = _UNCHANGED_CASES[case]
+    same = copy.deepcopy(prev)
+    same.findings.append(replace(finding(POSTS), pack="biometric", category="biometric"))
+    # units added above and between: the same clauses, elsewhere
+    moved = copy.deepcopy(prev)
+    for f in moved.findings:
+        f.unit_index = 3 + 2 * f.unit_index
+        f.start, f.end = f.start + 100, f.end + 100
+    for new in (same, moved):
+        assert monitor.alerts._same_training_state(prev, new)
+        assert decide_alerts(prev, new, first_version=False, **history) == []  # type: ignore[arg-type]
+    # ... and the full decisions agree.
+    monkeypatch.setattr(monitor.alerts, "_same_training_state", lambda _a, _b: False)
+    for new in (same, moved):
+        assert decide_alerts(prev, new, first_version=False, **history) == []  # type: ignore[arg-type]
+
+
+def test_any_training_change_takes_the_full_decisions() -> None:
+    from monitor.alerts import _same_training_state
+
+    prev = analysis(finding(POSTS, consent="opt_out", unit_index=1))
+    for new in (
+        analysis(finding(POSTS, consent="none", unit_index=1)),
+        analysis(finding(POSTS, consent="opt_out", unit_index=1, lang="fr")),
+        analysis(finding(POSTS_REWORDED, consent="opt_out", unit_index=1)),
+        analysis(finding(POSTS, consent="opt_out", unit_index=1), consent="none"),
+        analysis(finding(POSTS, consent="opt_out", unit_index=1), finding(MESSAGES)),
+        analysis(finding(POSTS, consent="opt_out", unit_index=1, data=("public posts",))),
+    ):
+        assert not _same_training_state(prev, new)
+    # two findings on one unit are one clause: on two units, two clauses
+    one = analysis(finding(POSTS, unit_index=1), finding(POSTS, unit_index=1, rule_id="r2"))
+    two = analysis(finding(POSTS, unit_index=1), finding(POSTS, unit_index=2, rule_id="r2"))
+    assert not _same_training_state(one, two) and not _same_training_state(two, one)
+    # the first version of a document is never short-cut: it may deserve a baseline
+    [d] = decide_alerts(None, prev, first_version=True)
+    assert d.type == AlertType.BASELINE
+
+
 # --- record_alerts on a real store ----------------------------------------------------------
 
 

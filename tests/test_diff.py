@@ -510,3 +510,87 @@ def test_corpus_pairs_are_not_degenerate(series: str) -> None:
         assert counts["equal"] + counts["modified"] + counts["moved"] >= 0.9 * shared
         assert counts["equal"] + counts["removed"] + counts["modified"] + counts["moved"] == len(a)
         assert counts["equal"] + counts["added"] + counts["modified"] + counts["moved"] == len(b)
+
+
+# --- the counts path and the memo of a chain of diffs ---------------------------------------
+
+
+def _edited_versions(seed: int) -> list[str]:
+    """A chain of versions of one policy under random unit edits: deletions, insertions,
+    rewordings, moves, duplicated boilerplate, whitespace changes inside blocks."""
+    import random
+
+    from monitor.diff import split_units as split
+
+    rng = random.Random(seed)
+    words = [
+        "we",
+        "use",
+        "your",
+        "data",
+        "posts",
+        "messages",
+        "to",
+        "train",
+        "our",
+        "AI",
+        "models",
+        "partners",
+        "share",
+    ]
+    base = [
+        "# Privacy policy",
+        "## What we collect",
+        "We collect the posts you share and the messages you send.",
+        "- Account data. Your name and e-mail address.",
+        "- Usage data. What you click on, and when.",
+        "## How we use data",
+        "We use your public posts to train our AI models. You can opt out in Settings.",
+        "We do not sell your data.",
+        "## Contact",
+        "Write to privacy@example.com.",
+        "## Contact",
+    ]
+    units = list(base)
+    out = ["\n\n".join(units)]
+    for _ in range(12):
+        for _ in range(rng.randint(1, 4)):
+            op = rng.choice(["del", "ins", "edit", "move", "dup"])
+            k = rng.randrange(len(units)) if units else 0
+            if op == "del" and len(units) > 2:
+                units.pop(k)
+            elif op == "ins":
+                units.insert(k, " ".join(rng.choice(words) for _ in range(9)).capitalize() + ".")
+            elif op == "edit" and units:
+                units[k] = units[k].replace("our", "our partners'", 1) + " Also " + "x" * k
+            elif op == "move" and len(units) > 1:
+                units.insert(rng.randrange(len(units)), units.pop(k))
+            elif op == "dup" and units:
+                units.insert(rng.randrange(len(units) + 1), units[k])
+        text = "\n\n".join(units)
+        if rng.random() < 0.3:
+            text = text.replace("\n\n- ", "\n- ", 1)  # a list without its blank line
+        out.append(text)
+        assert split(text)  # never empty
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_counts_path_and_memo_give_the_full_diffs_counts(seed: int) -> None:
+    from monitor.diff import DiffMemo, diff_unit_counts, diff_units
+
+    memo = DiffMemo(max_entries=7)  # small: the tables empty and refill along the chain
+    versions = _edited_versions(seed)
+    prev_plain = prev_memo = None
+    for text in versions:
+        plain = split_units(text)
+        memoised = split_units(text, memo)
+        assert memoised == plain
+        if prev_plain is not None and prev_memo is not None:
+            want = diff_units(prev_plain, plain, word_ops=False).counts()
+            assert diff_units(prev_plain, plain).counts() == want
+            assert diff_unit_counts(prev_plain, plain) == want
+            assert diff_unit_counts(prev_memo, memoised, memo) == want
+            assert diff_units(prev_memo, memoised, memo=memo).counts() == want
+        prev_plain, prev_memo = plain, memoised
+        assert len(memo.blocks) <= 7 and len(memo.words) <= 7

@@ -18,17 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import monitor
+from monitor.analyse.cache import PLAIN, AnalysisCache
 from monitor.analyse.engine import (
     ALL_BITS,
     Assessment,
     Spans,
     UnitVerdict,
-    assess,
     assess_unit,
-    consent_cues,
-    eval_generic,
     may_hold,
-    mentions_training,
 )
 from monitor.analyse.lang import detect_language
 from monitor.analyse.rules import (
@@ -47,6 +44,7 @@ from monitor.errors import RuleError
 from monitor.models import Analysis, Consent, Finding, Span, Unit
 
 __all__ = [
+    "AnalysisCache",
     "ExampleResult",
     "RulePack",
     "analyse_text",
@@ -340,7 +338,8 @@ class _Neighbours:
     """Per document and pack: which units mention training, and their consent cues, for
     the context of positive units (several positive units of a section share neighbours)."""
 
-    def __init__(self, doc: _Doc, blocks: list[int], pack: RulePack) -> None:
+    def __init__(self, doc: _Doc, blocks: list[int], pack: RulePack, ops: Any = PLAIN) -> None:
+        self.ops = ops  # PLAIN or an AnalysisCache
         self.doc = doc
         self.blocks = blocks
         self.pack = pack
@@ -352,7 +351,7 @@ class _Neighbours:
         if got is None:
             bits = self.doc.unit_bits(self.pack.role_gate, j)
             lits = self.doc.unit_lits(self.pack.index, j)
-            got = mentions_training(self.doc.units[j].text, lang, self.pack, bits, lits)
+            got = self.ops.mentions_training(self.doc.units[j].text, lang, self.pack, bits, lits)
             self._mentions[(j, lang)] = got
         return got
 
@@ -367,7 +366,7 @@ class _Neighbours:
                 self.doc.unit_bits(gate, j),
                 self.doc.unit_lits(self.pack.index, j),
             )
-            got = self._cues[(j, lang)] = consent_cues(self.doc.units[j].text, m)
+            got = self._cues[(j, lang)] = self.ops.consent_cues(self.doc.units[j].text, m)
         return got
 
     def context(self, i: int, lang: str, positive_units: set[int]) -> list[int]:
@@ -394,8 +393,13 @@ class _Neighbours:
         return out
 
 
-def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis:
-    """Analyse a whole document (block text, plain text, Markdown or HTML)."""
+def analyse_text(
+    text: str, packs: Sequence[RulePack] | None = None, *, cache: AnalysisCache | None = None
+) -> Analysis:
+    """Analyse a whole document (block text, plain text, Markdown or HTML). ``cache``: an
+    :class:`AnalysisCache` shared by the analyses of one document's versions (same result,
+    unchanged units cost a lookup)."""
+    ops: Any = PLAIN if cache is None else cache
     if looks_like_html(text):
         text = html_to_blocks(text)
     packs = _resolve(packs)
@@ -406,7 +410,7 @@ def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis
     def lang_of(i: int) -> str:
         lg = unit_lang.get(i)
         if lg is None:
-            lg = detect_language(units[i].text)
+            lg = ops.detect_language(units[i].text)
             if lg == "und":
                 lg = doc_lang
             units[i].lang = lg
@@ -429,11 +433,11 @@ def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis
                 if not all(ts.may_match(lits) for ts in pack.need):
                     continue
                 role_bits = doc.unit_bits(pack.role_gate, i)
-                a = assess(units[i].text, lang_of(i), pack, role_bits, lits)
+                a = ops.assess(units[i].text, lang_of(i), pack, role_bits, lits)
                 if a is not None:
                     assessed[i] = a
             positive = {i for i, a in assessed.items() if a.verdict.ai_training}
-            near = _Neighbours(doc, blocks, pack)
+            near = _Neighbours(doc, blocks, pack, ops)
             for i, a in sorted(assessed.items()):
                 v = a.verdict
                 if v.ai_training:
@@ -445,7 +449,7 @@ def analyse_text(text: str, packs: Sequence[RulePack] | None = None) -> Analysis
                         )
                 findings.append(_ai_finding(pack, units[i], lang_of(i), v))
         else:
-            findings.extend(_generic_findings(pack, cands, units, lang_of, doc))
+            findings.extend(_generic_findings(pack, cands, units, lang_of, doc, ops))
     findings.sort(key=lambda f: (f.unit_index, f.pack))
     return _summarise(doc_lang, findings, len(units))
 
@@ -456,6 +460,7 @@ def _generic_findings(
     units: list[Unit],
     lang_of: Any,
     doc: _Doc | None = None,
+    ops: Any = PLAIN,
 ) -> list[Finding]:
     out: list[Finding] = []
     sections: dict[tuple[str, ...], str] = {}
@@ -468,9 +473,9 @@ def _generic_findings(
                 key = u.heading_path
                 if key not in sections:
                     sections[key] = " ".join(x.text for x in units if x.heading_path == key)
-                if eval_generic(rule, sections[key]) is None:
+                if ops.eval_generic(rule, sections[key]) is None:
                     continue
-                spans = eval_generic(rule, u.text) or []
+                spans = ops.eval_generic(rule, u.text) or []
             else:
                 assert rule.condition is not None
                 # The unit's tokens rule out the condition: skip the regexes. Its literals
@@ -481,7 +486,7 @@ def _generic_findings(
                     lits = doc.unit_lits(pack.index, i)
                 if not may_hold(rule.condition, None, bits, lits):
                     continue
-                got = eval_generic(rule, u.text, lits)
+                got = ops.eval_generic(rule, u.text, lits)
                 if got is None:
                     continue
                 spans = got

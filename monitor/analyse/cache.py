@@ -1,0 +1,171 @@
+"""An exact memo of the analyser's per-unit pure computations, across texts.
+
+Consecutive versions of one document share most of their units word for word, and every
+expensive step of :func:`monitor.analyse.analyse_text` on a unit is a pure function of that
+unit's text and of values derived from it (its language, its token bits and literals, the
+pack): the ai-training :func:`~monitor.analyse.engine.assess`, :func:`detect_language`, the
+neighbour tests :func:`~monitor.analyse.engine.mentions_training` and
+:func:`~monitor.analyse.engine.consent_cues`, and :func:`~monitor.analyse.engine.eval_generic`.
+:class:`AnalysisCache` memoises them keyed by *all* of their arguments (objects by identity,
+kept alive by the cache so an id is never reused while it is a key), so an unchanged unit
+costs a dict lookup and ``analyse_text(text, packs, cache=c)`` gives exactly the Analysis of
+``analyse_text(text, packs)``.
+
+Results are shared between the analyses that hit them (a span list, an Assessment): the
+analyser never mutates them after creation, and nothing downstream may either.
+
+The memory is bounded: past ``max_entries`` results the memo is emptied and starts over (a
+new document's units rarely repeat an old one's). Use one cache per document, or call
+:meth:`AnalysisCache.clear` between documents.
+
+:data:`PLAIN` has the same methods without a memo (what ``analyse_text`` uses by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.analyse.engine import (
+    ALL_BITS,
+    Assessment,
+    Spans,
+    assess,
+    consent_cues,
+    eval_generic,
+    mentions_training,
+)
+from monitor.analyse.lang import detect_language
+from monitor.analyse.rules import GatedMatcher, Lits, Rule, RulePack
+from monitor.models import Span
+
+__all__ = ["PLAIN", "AnalysisCache"]
+
+_MISSING: Any = object()
+
+
+class _Plain:
+    """The uncached operations (the signatures of the engine functions)."""
+
+    @staticmethod
+    def detect_language(text: str) -> str:
+        return detect_language(text)
+
+    @staticmethod
+    def assess(
+        text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
+    ) -> Assessment | None:
+        return assess(text, lang, pack, bits, lits)
+
+    @staticmethod
+    def mentions_training(
+        text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
+    ) -> bool:
+        return mentions_training(text, lang, pack, bits, lits)
+
+    @staticmethod
+    def consent_cues(text: str, m: Any) -> dict[str, Spans]:
+        return consent_cues(text, m)
+
+    @staticmethod
+    def eval_generic(rule: Rule, text: str, lits: Lits = None) -> list[Span] | None:
+        return eval_generic(rule, text, lits)
+
+
+PLAIN = _Plain()
+
+
+class AnalysisCache:
+    """Memo of :data:`PLAIN`'s operations (see the module docstring). Not thread-safe: one
+    per thread or process."""
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self.max_entries = max_entries
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        # Objects whose id is part of a key, kept alive so that the id is not reused.
+        self._keep: dict[int, object] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def clear(self) -> None:
+        self._memo.clear()
+        self._keep.clear()
+
+    def _id(self, obj: object) -> int:
+        if obj is None:
+            return 0
+        k = id(obj)
+        if k not in self._keep:
+            self._keep[k] = obj
+        return k
+
+    def _get(self, key: tuple[Any, ...]) -> Any:
+        got = self._memo.get(key, _MISSING)
+        if got is _MISSING:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return got
+
+    def _put(self, key: tuple[Any, ...], value: Any) -> None:
+        if len(self._memo) >= self.max_entries:
+            self.clear()
+        self._memo[key] = value
+
+    # --- the operations -----------------------------------------------------------------
+
+    def detect_language(self, text: str) -> str:
+        key = ("lang", text)
+        got = self._get(key)
+        if got is _MISSING:
+            got = detect_language(text)
+            self._put(key, got)
+        return got
+
+    def assess(
+        self, text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
+    ) -> Assessment | None:
+        key = ("assess", self._id(pack), text, lang, bits, lits)
+        got = self._get(key)
+        if got is _MISSING:
+            got = assess(text, lang, pack, bits, lits)
+            self._put(key, got)
+        return got
+
+    def mentions_training(
+        self, text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
+    ) -> bool:
+        key = ("mentions", self._id(pack), text, lang, bits, lits)
+        got = self._get(key)
+        if got is _MISSING:
+            got = mentions_training(text, lang, pack, bits, lits)
+            self._put(key, got)
+        return got
+
+    def consent_cues(self, text: str, m: Any) -> dict[str, Spans]:
+        if isinstance(m, GatedMatcher):
+            key: tuple[Any, ...] = (
+                "cues",
+                self._id(m.m),
+                self._id(m.gate),
+                m.bits,
+                m.lits,
+                text,
+            )
+        else:
+            key = ("cues", self._id(m), text)
+        got = self._get(key)
+        if got is _MISSING:
+            got = consent_cues(text, m)
+            self._put(key, got)
+        return got
+
+    def eval_generic(self, rule: Rule, text: str, lits: Lits = None) -> list[Span] | None:
+        key = ("generic", self._id(rule), text, lits)
+        got = self._get(key)
+        if got is _MISSING:
+            got = eval_generic(rule, text, lits)
+            self._put(key, got)
+        return got
