@@ -314,12 +314,24 @@ def _candidates(packs: Sequence[RulePack], doc: _Doc) -> list[list[tuple[int, in
     if not gated:
         return out
     every = set().union(*(t for _, t, _ in gated))
+    if len(gated) == 1:
+        k, _triggers, relevant = gated[0]
+        found = out[k]
+        for i in doc.units_with(every):
+            bits = 0
+            for t in relevant.keys() & doc.tokens(i):
+                bits |= relevant[t]
+            found.append((i, bits))
+        return out
+    # One intersection per unit with the tokens any pack finds a stem in, then each pack's
+    # share of it (a unit holds few of them), rather than one per pack.
+    anyone = set().union(*(r.keys() for _, _, r in gated))
     for i in doc.units_with(every):
-        toks = doc.tokens(i)
+        held = anyone.intersection(doc.tokens(i))
         for k, triggers, relevant in gated:
-            if not triggers.isdisjoint(toks):
+            if not triggers.isdisjoint(held):
                 bits = 0
-                for t in relevant.keys() & toks:
+                for t in relevant.keys() & held:
                     bits |= relevant[t]
                 out[k].append((i, bits))
     return out
