@@ -1107,8 +1107,9 @@ class LiteralIndex:
         """The literals ``tokens`` hold. (Sets of ids, not bit masks: OR-ing big integers
         per token costs more than a union of small sets, done in C.)"""
         cache = self._cache
+        # Most tokens hold no literal: filtered out (in C) rather than merged, half the cost.
         try:
-            return _NO_LITS.union(*map(cache.__getitem__, tokens))
+            return _NO_LITS.union(*filter(None, map(cache.__getitem__, tokens)))
         except KeyError:
             pass
         if len(cache) > _GATE_CACHE_MAX:
@@ -1116,7 +1117,7 @@ class LiteralIndex:
         for tok in tokens:
             if tok not in cache:
                 cache[tok] = self._classify(tok)
-        return _NO_LITS.union(*map(cache.__getitem__, tokens))
+        return _NO_LITS.union(*filter(None, map(cache.__getitem__, tokens)))
 
     def _classify(self, tok: str) -> frozenset[int]:
         if not self.ids:
