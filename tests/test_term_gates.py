@@ -12,6 +12,7 @@ import pytest
 from monitor.analyse import load_packs
 from monitor.analyse.rules import (
     CompiledCondition,
+    GateGroup,
     LiteralIndex,
     TermSet,
     case_key,
@@ -100,3 +101,20 @@ def test_case_key_follows_ignorecase() -> None:
         assert re.fullmatch(a, b, re.IGNORECASE)
         assert case_key(a) == case_key(b), (a, b)
     assert case_key("İnformation") == "information"
+
+
+def test_gate_group_classifies_as_each_gate() -> None:
+    """Classifying for several packs at once (one pass over the new tokens) gives each gate
+    what it gives alone, on a first document and on one that hits the group's caches."""
+    gates = tuple(p.gate for p in load_packs() if p.gate is not None)
+    group = GateGroup(gates)
+    docs = [{tok for text in TRICKY for tok in text.split()}, set(" ".join(_texts()).split())]
+    for tokens in [*docs, docs[0] | {"новое", "AI-first"}]:
+        assert group.classify(tokens) == [g.classify(tokens) for g in gates]
+
+
+def test_unit_literals_skip_tokens_without_any() -> None:
+    index = next(p.index for p in load_packs() if p.index is not None)
+    for text in TRICKY:
+        tokens = text.split()
+        assert index.mask(tokens) == frozenset().union(*(index._classify(t) for t in tokens))

@@ -10,10 +10,12 @@ Pure functions of their inputs (no I/O except reading rule-pack files in :func:`
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from monitor.analyse.rules import (
     RulePack,
     TokenGate,
     fold,
+    gate_group,
     load_pack_file,
 )
 from monitor.analyse.segment import segment, segment_with_blocks
@@ -215,7 +218,6 @@ class _Doc:
     def __init__(self, text: str, units: list[Unit]) -> None:
         self.text = text
         self.units = units
-        self._relevant: dict[int, dict[str, int]] = {}
         self._bits: dict[tuple[int, int], int] = {}
         self._lits: dict[tuple[int, int], frozenset[int]] = {}
 
@@ -248,16 +250,16 @@ class _Doc:
     def tokens(self, i: int) -> list[str]:
         return self.unit_tokens[i]
 
-    def relevant(self, gate: TokenGate) -> dict[str, int]:
-        """This document's tokens that contain a stem of ``gate``, with their bits."""
-        got = self._relevant.get(id(gate))
-        if got is None:
-            got = self._relevant[id(gate)] = gate.classify(self.vocab)
-        return got
+    def relevant(self, gates: tuple[TokenGate, ...]) -> list[dict[str, int]]:
+        """For each of ``gates``: this document's tokens that contain one of its stems,
+        with their bits."""
+        return gate_group(gates).classify(self.vocab)
 
     def units_with(self, triggers: set[str]) -> list[int]:
         """Indices of the units that contain one of the tokens ``triggers``."""
-        return [i for i, toks in enumerate(self.unit_tokens) if not triggers.isdisjoint(toks)]
+        # In C (compress, map): a Python loop over every unit of every document showed.
+        held = map(operator.not_, map(triggers.isdisjoint, self.unit_tokens))
+        return list(compress(range(len(self.unit_tokens)), held))
 
     def unit_bits(self, gate: TokenGate | None, i: int) -> int:
         """Token bits of unit ``i`` for ``gate``."""
@@ -290,7 +292,7 @@ def _candidates(packs: Sequence[RulePack], doc: _Doc) -> list[list[tuple[int, in
     """
     units = doc.units
     out: list[list[tuple[int, int]]] = [[] for _ in packs]
-    gated: list[tuple[int, set[str], dict[str, int]]] = []
+    sound: list[int] = []
     for k, pack in enumerate(packs):
         gate = pack.gate
         if pack.prefilter is None:
@@ -298,7 +300,11 @@ def _candidates(packs: Sequence[RulePack], doc: _Doc) -> list[list[tuple[int, in
         elif gate is None or not gate.sound("pre"):
             out[k] = [(i, ALL_BITS) for i in _scan_candidates(pack.prefilter, doc)]
         else:
-            relevant = doc.relevant(gate)
+            sound.append(k)
+    gated: list[tuple[int, set[str], dict[str, int]]] = []
+    if sound:
+        gates = tuple(g for k in sound if (g := packs[k].gate) is not None)
+        for k, gate, relevant in zip(sound, gates, doc.relevant(gates), strict=True):
             pre = gate.masks["pre"]
             triggers = {t for t, b in relevant.items() if b & pre}
             if triggers:
@@ -306,12 +312,24 @@ def _candidates(packs: Sequence[RulePack], doc: _Doc) -> list[list[tuple[int, in
     if not gated:
         return out
     every = set().union(*(t for _, t, _ in gated))
+    if len(gated) == 1:
+        k, _triggers, relevant = gated[0]
+        found = out[k]
+        for i in doc.units_with(every):
+            bits = 0
+            for t in relevant.keys() & doc.tokens(i):
+                bits |= relevant[t]
+            found.append((i, bits))
+        return out
+    # One intersection per unit with the tokens any pack finds a stem in, then each pack's
+    # share of it (a unit holds few of them), rather than one per pack.
+    anyone = set().union(*(r.keys() for _, _, r in gated))
     for i in doc.units_with(every):
-        toks = doc.tokens(i)
+        held = anyone.intersection(doc.tokens(i))
         for k, triggers, relevant in gated:
-            if not triggers.isdisjoint(toks):
+            if not triggers.isdisjoint(held):
                 bits = 0
-                for t in relevant.keys() & toks:
+                for t in relevant.keys() & held:
                     bits |= relevant[t]
                 out[k].append((i, bits))
     return out
@@ -465,10 +483,20 @@ def _generic_findings(
     out: list[Finding] = []
     sections: dict[tuple[str, ...], str] = {}
     gate = pack.gate
+    viable = pack.viable
     for i, bits in cands:
+        # The rules a unit's token bits leave possible: a function of the bits alone, of
+        # which a pack sees few distinct values (most candidates are ruled out here).
+        rules = viable.get(bits)
+        if rules is None:
+            if len(viable) > _VIABLE_MAX:
+                viable.clear()
+            rules = viable[bits] = _viable_rules(pack, gate, bits)
+        if not rules:
+            continue
         u = units[i]
         lits: Lits = None
-        for rule in pack.rules:
+        for rule in rules:
             if rule.scope == "section":
                 key = u.heading_path
                 if key not in sections:
@@ -478,10 +506,8 @@ def _generic_findings(
                 spans = ops.eval_generic(rule, u.text) or []
             else:
                 assert rule.condition is not None
-                # The unit's tokens rule out the condition: skip the regexes. Its literals
-                # (dearer) are only looked at when its stems do not.
-                if not may_hold(rule.condition, gate, bits):
-                    continue
+                # Its literals (dearer than its stems) are only looked at when its stems
+                # leave the rule possible.
                 if lits is None and doc is not None:
                     lits = doc.unit_lits(pack.index, i)
                 if not may_hold(rule.condition, None, bits, lits):
@@ -503,6 +529,20 @@ def _generic_findings(
                 )
             )
     return out
+
+
+# Bound of RulePack.viable (distinct bit values seen; a few dozen in practice).
+_VIABLE_MAX = 4096
+
+
+def _viable_rules(pack: RulePack, gate: TokenGate | None, bits: int) -> tuple[Rule, ...]:
+    """The rules of ``pack`` (in order) that a unit whose tokens carry ``bits`` may fire:
+    section rules always (they look beyond the unit), the others when their stems allow."""
+    return tuple(
+        r
+        for r in pack.rules
+        if r.scope == "section" or (r.condition is not None and may_hold(r.condition, gate, bits))
+    )
 
 
 def analyse_unit(
