@@ -18,6 +18,7 @@ Everything here is pure: no I/O, no global state.
 from __future__ import annotations
 
 import difflib
+import functools
 import heapq
 import itertools
 import re
@@ -943,7 +944,10 @@ def render_text(result: DiffResult, *, color: bool = False, context: int = 1) ->
     return "\n".join(lines) + "\n"
 
 
+@functools.cache
 def _environment() -> Environment:
+    # One per process: a report renders hundreds of diff pages, and compiling the template
+    # again for each was a third of a page's time.
     return Environment(
         autoescape=True,
         loader=PackageLoader("monitor", "templates"),
