@@ -48,16 +48,10 @@ def dump(rules: Path, out: Path, limit: int) -> int:
         for f in files:
             raw = f.read_text(encoding="utf-8")
             for variant, text in (("md", cheap_markdown(raw)), ("raw", raw)):
-                a = analyse_text(text, packs)
                 record = {
                     "file": f.relative_to(CORPUS).as_posix(),
                     "variant": variant,
-                    "ai_training": a.ai_training,
-                    "consent": a.consent.value,
-                    "negated": a.negated,
-                    "lang": a.lang,
-                    "unit_count": a.unit_count,
-                    "findings": [x.to_dict() for x in a.findings],
+                    **_fields(analyse_text(text, packs)),
                 }
                 fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
     print(
@@ -67,22 +61,22 @@ def dump(rules: Path, out: Path, limit: int) -> int:
     return 0
 
 
-def _record(a: object) -> str:
+def _fields(a: object) -> dict[str, object]:
     from monitor.models import Analysis
 
     assert isinstance(a, Analysis)
-    return json.dumps(
-        {
-            "ai_training": a.ai_training,
-            "consent": a.consent.value,
-            "negated": a.negated,
-            "lang": a.lang,
-            "unit_count": a.unit_count,
-            "findings": [x.to_dict() for x in a.findings],
-        },
-        ensure_ascii=False,
-        sort_keys=True,
-    )
+    return {
+        "ai_training": a.ai_training,
+        "consent": a.consent.value,
+        "negated": a.negated,
+        "lang": a.lang,
+        "unit_count": a.unit_count,
+        "findings": [x.to_dict() for x in a.findings],
+    }
+
+
+def _record(a: object) -> str:
+    return json.dumps(_fields(a), ensure_ascii=False, sort_keys=True)
 
 
 def cached(rules: Path, limit: int) -> int:
