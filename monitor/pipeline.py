@@ -97,6 +97,7 @@ class CheckResult:
             "alerts": self.alerts,
             "ai_training": self.ai_training,
             "consent": self.consent,
+            "retry_after": self.retry_after,
         }
 
 

@@ -241,3 +241,15 @@ def test_reordered_attributes_and_whitespace_inside_text_are_no_change(
     server.routes["/privacy"] = Route(200, {"Content-Type": "text/html; charset=utf-8"}, churned)
     again = check(config)
     assert (again["outcome"], again["new_version"], again["version"]) == ("unchanged", False, 1)
+
+
+def test_check_json_says_when_a_rate_limited_site_asked_us_back(tmp_path: Path) -> None:
+    limited = Route(429, {"Retry-After": "3600", "Content-Type": "text/plain"}, "slow down")
+    with serve({"/privacy": limited}) as srv:
+        doc = check(write_config(tmp_path, srv.url("/privacy")))
+    assert doc["outcome"] == "http_error" and doc["new_version"] is False
+    assert doc["retry_after"] == 3600
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    with serve({"/privacy": page()}) as srv:
+        assert check(write_config(ok, srv.url("/privacy")))["retry_after"] is None
