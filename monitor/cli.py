@@ -23,6 +23,7 @@ from monitor.store import Store
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
     from rich.table import Table
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,6 +83,32 @@ def _stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def _progress(label: str, console: Console, *, eta: bool = True, detail: bool = True) -> Progress:
+    """A transient bar on ``console``: label, bar, done/total, elapsed, then the time left
+    (``eta``) and the task's description, the item at hand (``detail``)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: list[ProgressColumn] = [
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    if eta:
+        columns.append(TimeRemainingColumn())
+    if detail:
+        columns.append(TextColumn("{task.description}"))
+    return Progress(*columns, console=console, transient=True)
 
 
 def _table(**options: Any) -> Table:
@@ -154,23 +181,7 @@ def check(app: AppContext, docs: tuple[str, ...], as_json: bool) -> None:
         _warn_without_base_url(config, store)
         err = None if as_json else _stderr_console()
         if err is not None and err.is_terminal:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            with Progress(
-                TextColumn("checking"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=err,
-                transient=True,
-            ) as progress:
+            with _progress("checking", err, eta=False) as progress:
                 task = progress.add_task("", total=len(selected))
 
                 def advance(r: CheckResult) -> None:
@@ -592,25 +603,7 @@ def import_dir(app: AppContext, path: str, notify_: bool, workers: int, as_json:
     with app.store() as store:
         pipeline = Pipeline(app.config, store, notify=notify_)
         if err.is_terminal and not as_json:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            with Progress(
-                TextColumn("importing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.description}"),
-                console=err,
-                transient=True,
-            ) as progress:
+            with _progress("importing", err) as progress:
                 task = progress.add_task("", total=None)
 
                 def advance(f: HistoryFile) -> None:
@@ -693,24 +686,7 @@ def report(
     with app.store() as store:
         if err.is_terminal:
             # Diffing every pair of versions is most of the time on a large history.
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            with Progress(
-                TextColumn("report: diff pages"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=err,
-                transient=True,
-            ) as progress:
+            with _progress("report: diff pages", err, detail=False) as progress:
                 task = progress.add_task("", total=None)
                 written = write_report(
                     store,

@@ -171,17 +171,12 @@ def split_units(text: str, memo: DiffMemo | None = None) -> list[str]:
     except after common abbreviations (``e.g.``, ``Inc.``, ``Art.`` ...), dotted initials
     (``U.S.``) and a lone enumerator (``1.``, ``a.``).
     """
+    # Each block splits on its own, so a memo can keep a block's units: consecutive versions
+    # share most blocks verbatim.
+    units_of = memo.units_of if memo is not None else _block_units
     out: list[str] = []
-    if memo is not None:
-        # Each block splits on its own: consecutive versions share most blocks verbatim.
-        for raw in _BLOCK_SEP.split(text.strip()):
-            out.extend(memo.units_of(raw))
-        return out
-    for raw in _blocks(text):
-        if raw.startswith("#") or len(raw) < _MIN_SPLIT:
-            out.append(raw)
-        else:
-            out.extend(_sentences(raw))
+    for raw in _BLOCK_SEP.split(text.strip()):
+        out.extend(units_of(raw))
     return out
 
 
@@ -194,11 +189,6 @@ def _block_units(raw: str) -> list[str]:
         else:
             out.extend(_sentences(line))
     return out
-
-
-def _blocks(text: str) -> Iterator[str]:
-    for raw in _BLOCK_SEP.split(text.strip()):
-        yield from _block_lines(raw)
 
 
 def _block_lines(raw: str) -> Iterator[str]:

@@ -23,7 +23,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,20 @@ def _day_bound(value: str | dt.date | None, *, end: bool) -> str | None:
     return day.isoformat() + ("T23:59:59Z" if end else "T00:00:00Z")
 
 
+def _version_row(r: Mapping[str, Any]) -> VersionRow:
+    return VersionRow(
+        id=r["id"],
+        number=r["number"],
+        first_seen=r["first_seen"],
+        last_seen=r["last_seen"],
+        sha256=r["sha256"],
+        chars=r["chars"],
+        ai_training=None if r["ai_training"] is None else bool(r["ai_training"]),
+        consent=r["consent"],
+        source_url=r["source_url"],
+    )
+
+
 def collect(
     store: Store,
     *,
@@ -212,33 +226,11 @@ def collect(
         if r["ai_training"] and doc_id not in earliest:
             earliest[doc_id] = r["first_seen"]
         if lo is not None and r["first_seen"] < lo:
-            at_start[doc_id] = VersionRow(
-                id=r["id"],
-                number=r["number"],
-                first_seen=r["first_seen"],
-                last_seen=r["last_seen"],
-                sha256=r["sha256"],
-                chars=r["chars"],
-                ai_training=None if r["ai_training"] is None else bool(r["ai_training"]),
-                consent=r["consent"],
-                source_url=r["source_url"],
-            )
+            at_start[doc_id] = _version_row(r)
             continue
         if doc_id in at_start and doc_id not in by_doc:
             by_doc[doc_id] = [at_start[doc_id]]
-        by_doc.setdefault(doc_id, []).append(
-            VersionRow(
-                id=r["id"],
-                number=r["number"],
-                first_seen=r["first_seen"],
-                last_seen=r["last_seen"],
-                sha256=r["sha256"],
-                chars=r["chars"],
-                ai_training=None if r["ai_training"] is None else bool(r["ai_training"]),
-                consent=r["consent"],
-                source_url=r["source_url"],
-            )
-        )
+        by_doc.setdefault(doc_id, []).append(_version_row(r))
     for doc_id, in_force in at_start.items():
         by_doc.setdefault(doc_id, [in_force])  # nothing new in the range: still in force
     alerts_by_doc: dict[str, list[AlertRow]] = {}

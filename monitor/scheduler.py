@@ -552,12 +552,12 @@ class Daemon:
         # checked soon: waiting out its interval would leave the old, maybe broken, setting's
         # outcome standing for hours.
         refetch = [d for d in changed if _fetch_changed(self._docs[d.doc_id], d)]
-        retimed = (
-            [d for d in changed if d.interval != self._docs[d.doc_id].interval]
-            if new.jitter == old.jitter
-            else [d for d in new.documents if d.doc_id not in added]
-        )
-        retimed = [d for d in retimed if d not in refetch]
+        soon = {d.doc_id for d in refetch}
+        if new.jitter == old.jitter:
+            retimed = [d for d in changed if d.interval != self._docs[d.doc_id].interval]
+        else:  # every document kept from the old config
+            retimed = [d for d in new.documents if d.doc_id in self._docs]
+        retimed = [d for d in retimed if d.doc_id not in soon]
         self.config = new
         self._pipeline.config = new
         self._docs = new_docs

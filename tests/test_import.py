@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -218,18 +219,8 @@ def test_an_imported_alert_is_never_queued_by_hand_either(store: Store) -> None:
     assert store.query("SELECT count(*) AS n FROM deliveries") == [{"n": 0}]
 
 
-def test_migration_marks_the_alerts_of_earlier_imports(tmp_path: Path) -> None:
-    import sqlite3
-
-    from monitor.store import MIGRATIONS, _split_sql
-
-    before = next(i for i, m in enumerate(MIGRATIONS) if "origin TEXT" in m)
-    db = tmp_path / "old.db"
-    conn = sqlite3.connect(db, isolation_level=None)
-    for script in MIGRATIONS[:before]:
-        for statement in _split_sql(script):
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version={before}")
+def test_migration_marks_the_alerts_of_earlier_imports(db_before: Any) -> None:
+    db, conn = db_before("origin TEXT")
     day = "2024-01-01T00:00:00Z"
     conn.execute(
         "INSERT INTO documents VALUES ('p/privacy-policy', 'P', 'privacy-policy', 'u', ?)", (day,)

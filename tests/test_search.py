@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -127,18 +128,8 @@ def test_index_follows_inserts_and_deletes(imported: Store) -> None:
     )
 
 
-def test_migration_indexes_versions_stored_before_it(tmp_path: Path) -> None:
-    import sqlite3
-
-    from monitor.store import _split_sql
-
-    fts = next(i for i, m in enumerate(MIGRATIONS) if "versions_fts" in m)
-    db = tmp_path / "old.db"
-    conn = sqlite3.connect(db, isolation_level=None)
-    for script in MIGRATIONS[:fts]:
-        for statement in _split_sql(script):
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version={fts}")
+def test_migration_indexes_versions_stored_before_it(db_before: Any) -> None:
+    db, conn = db_before("versions_fts")
     day = "2024-01-01T00:00:00Z"
     conn.execute(
         "INSERT INTO documents VALUES ('q/privacy-policy', 'Q', 'privacy-policy', 'u', ?)", (day,)

@@ -23,7 +23,8 @@ new document's units rarely repeat an old one's). Use one cache per document, or
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from monitor.analyse.engine import (
     ALL_BITS,
@@ -40,6 +41,7 @@ from monitor.models import Span
 
 __all__ = ["PLAIN", "AnalysisCache"]
 
+T = TypeVar("T")
 _MISSING: Any = object()
 
 
@@ -101,48 +103,35 @@ class AnalysisCache:
             self._keep[k] = obj
         return k
 
-    def _get(self, key: tuple[Any, ...]) -> Any:
+    def _memoised(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
         got = self._memo.get(key, _MISSING)
-        if got is _MISSING:
-            self.misses += 1
-        else:
+        if got is not _MISSING:
             self.hits += 1
-        return got
-
-    def _put(self, key: tuple[Any, ...], value: Any) -> None:
+            return got
+        self.misses += 1
+        value = compute()
         if len(self._memo) >= self.max_entries:
             self.clear()
         self._memo[key] = value
+        return value
 
     # --- the operations -----------------------------------------------------------------
 
     def detect_language(self, text: str) -> str:
         key = ("lang", text)
-        got = self._get(key)
-        if got is _MISSING:
-            got = detect_language(text)
-            self._put(key, got)
-        return got
+        return self._memoised(key, lambda: detect_language(text))
 
     def assess(
         self, text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
     ) -> Assessment | None:
         key = ("assess", self._id(pack), text, lang, bits, lits)
-        got = self._get(key)
-        if got is _MISSING:
-            got = assess(text, lang, pack, bits, lits)
-            self._put(key, got)
-        return got
+        return self._memoised(key, lambda: assess(text, lang, pack, bits, lits))
 
     def mentions_training(
         self, text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
     ) -> bool:
         key = ("mentions", self._id(pack), text, lang, bits, lits)
-        got = self._get(key)
-        if got is _MISSING:
-            got = mentions_training(text, lang, pack, bits, lits)
-            self._put(key, got)
-        return got
+        return self._memoised(key, lambda: mentions_training(text, lang, pack, bits, lits))
 
     def consent_cues(self, text: str, m: Any) -> dict[str, Spans]:
         if isinstance(m, GatedMatcher):
@@ -156,16 +145,8 @@ class AnalysisCache:
             )
         else:
             key = ("cues", self._id(m), text)
-        got = self._get(key)
-        if got is _MISSING:
-            got = consent_cues(text, m)
-            self._put(key, got)
-        return got
+        return self._memoised(key, lambda: consent_cues(text, m))
 
     def eval_generic(self, rule: Rule, text: str, lits: Lits = None) -> list[Span] | None:
         key = ("generic", self._id(rule), text, lits)
-        got = self._get(key)
-        if got is _MISSING:
-            got = eval_generic(rule, text, lits)
-            self._put(key, got)
-        return got
+        return self._memoised(key, lambda: eval_generic(rule, text, lits))

@@ -767,7 +767,7 @@ class TokenGate:
     not *sound*: :meth:`hit` then always answers True.
     """
 
-    __slots__ = ("_any", "_bits", "_idle", "_memo", "_patterns", "masks")
+    __slots__ = ("_any", "_memo", "_patterns", "masks")
 
     def __init__(self, keys: dict[str, list[str]]) -> None:
         self.masks: dict[str, int] = {}
@@ -786,8 +786,6 @@ class TokenGate:
         self._patterns = patterns
         alts = _stem_alternatives(every)
         self._any = re.compile("|".join(alts)) if alts else None
-        self._bits: dict[str, int] = {}
-        self._idle: set[str] = set()
         self._memo: dict[str, int] = {}  # for mask(): every token seen, 0 included
 
     def sound(self, key: str) -> bool:
@@ -804,27 +802,8 @@ class TokenGate:
         Tokens are taken as they are in the text: lower-casing and folding one token gives
         the token of the lower-cased, folded text (neither creates nor removes whitespace,
         and the one context-dependent lower-casing, final sigma, stops at whitespace)."""
-        if self._any is None:
-            return {}
-        out: dict[str, int] = {}
-        bits_of = self._bits
-        fresh: list[str] = []
-        for tok in tokens - self._idle:
-            b = bits_of.get(tok)
-            if b is None:
-                b = self._classify(tok)
-                if b:
-                    bits_of[tok] = b
-                else:
-                    fresh.append(tok)
-            if b:
-                out[tok] = b
-        if len(self._idle) + len(fresh) > _GATE_CACHE_MAX:
-            self._idle = set()
-        self._idle.update(fresh)
-        if len(bits_of) > _GATE_CACHE_MAX:
-            self._bits = {}
-        return out
+        # One implementation of the cached classification: a group of this gate alone.
+        return gate_group((self,)).classify(tokens)[0]
 
     def mask(self, tokens: list[str]) -> int:
         """OR of the key bits of ``tokens`` (one unit's)."""
@@ -896,13 +875,17 @@ def _or_cached(cache: dict[str, int], tokens: list[str], classify: Any) -> int:
     try:
         return functools.reduce(operator.or_, filter(None, map(cache.__getitem__, tokens)), 0)
     except KeyError:
-        pass
+        _fill(cache, tokens, classify)
+    return functools.reduce(operator.or_, filter(None, map(cache.__getitem__, tokens)), 0)
+
+
+def _fill(cache: dict[str, Any], tokens: list[str], classify: Any) -> None:
+    """Classify the tokens ``cache`` lacks (emptied first when it has grown too big)."""
     if len(cache) > _GATE_CACHE_MAX:
         cache.clear()
     for tok in tokens:
         if tok not in cache:
             cache[tok] = classify(tok)
-    return functools.reduce(operator.or_, filter(None, map(cache.__getitem__, tokens)), 0)
 
 
 # --------------------------------------------------------------------------- term gates
@@ -1113,12 +1096,7 @@ class LiteralIndex:
         try:
             return _NO_LITS.union(*filter(None, map(cache.__getitem__, tokens)))
         except KeyError:
-            pass
-        if len(cache) > _GATE_CACHE_MAX:
-            cache.clear()
-        for tok in tokens:
-            if tok not in cache:
-                cache[tok] = self._classify(tok)
+            _fill(cache, tokens, self._classify)
         return _NO_LITS.union(*filter(None, map(cache.__getitem__, tokens)))
 
     def _classify(self, tok: str) -> frozenset[int]:
