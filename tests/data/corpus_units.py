@@ -40,7 +40,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from monitor.analyse.segment import segment  # noqa: E402
 from monitor.extract import extract_markdown  # noqa: E402
 
-CORPUS = Path(os.environ.get("POLICY_CORPUS", "/work/shared/corpus"))
+# Next to the repository, as tests/conftest.py expects it; POLICY_CORPUS overrides.
+CORPUS = Path(os.environ.get("POLICY_CORPUS") or ROOT.parent / "shared" / "corpus")
 LABELS = Path(__file__).resolve().parent / "labels_corpus.jsonl"
 LABEL_FIELDS = ("ai_training", "consent", "negated", "alert", "kind")
 
