@@ -11,6 +11,7 @@ Usage (from the repository root):
     python tests/data/corpus_units.py export tests/data/labels_corpus.jsonl [--split dev]
         > /tmp/corpus.jsonl
     python -m monitor eval /tmp/corpus.jsonl
+    python tests/data/corpus_units.py stats
 
 ``candidates`` prints the units of the given files (by default the latest, the oldest and a
 middle version of every document) that a broad keyword filter, independent of the rule pack,
@@ -146,6 +147,38 @@ def export(labels: Sequence[dict[str, Any]], split: str | None = None) -> list[d
     return rows
 
 
+def stats(labels: Sequence[dict[str, Any]]) -> str:
+    """Markdown tables of the labels: per document, and per half x kind / consent."""
+    kinds = ("positive", "hard_negative", "negative")
+    consents = ("opt_in", "opt_out", "none", "n/a")
+    cols = ["units", *kinds, *consents, "negated", "alert"]
+
+    def cells(sel: Sequence[dict[str, Any]]) -> list[str]:
+        return [
+            str(len(sel)),
+            *(str(sum(u["kind"] == k for u in sel)) for k in kinds),
+            *(str(sum(u["consent"] == c for u in sel)) for c in consents),
+            str(sum(u["negated"] for u in sel)),
+            str(sum(u["alert"] for u in sel)),
+        ]
+
+    def row(items: Sequence[str]) -> str:
+        return "| " + " | ".join(items) + " |"
+
+    out = [row(["document", "half", "versions", *cols]), row(["---"] * (len(cols) + 3))]
+    docs: dict[str, list[dict[str, Any]]] = {}
+    for label in labels:
+        docs.setdefault(str(Path(label["file"]).parent.relative_to("versions")), []).append(label)
+    for doc, sel in sorted(docs.items()):
+        versions = str(len({u["file"] for u in sel}))
+        out.append(row([doc, sel[0].get("split", "-"), versions, *cells(sel)]))
+    out += ["", row(["half", *cols]), row(["---"] * (len(cols) + 1))]
+    for half in ("dev", "test", "all"):
+        sel = [u for u in labels if half == "all" or u.get("split") == half]
+        out.append(row([half, *cells(sel)]))
+    return "\n".join(out) + "\n"
+
+
 def _write_jsonl(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
     for row in rows:
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -161,7 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     exp.add_argument("labels", type=Path)
     exp.add_argument("--split", choices=("dev", "test"))
     exp.add_argument("--out", type=Path)
+    st = sub.add_parser("stats", help="Markdown count tables of a label file (LABELS.md)")
+    st.add_argument("labels", type=Path, nargs="?", default=LABELS)
     args = parser.parse_args(argv)
+    if args.mode == "stats":
+        sys.stdout.write(stats(load_labels(args.labels)))
+        return 0
     if not corpus_available():
         print(f"corpus not found at {CORPUS} (set POLICY_CORPUS)", file=sys.stderr)
         return 2
