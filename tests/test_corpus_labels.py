@@ -162,7 +162,7 @@ def _ai_failures(report: EvalReport, which: str, english: bool) -> list[str]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured blind on the dev half: English ai_training precision 0.92 (36/39) < 0.95",
+    reason="measured blind on the dev half: English ai_training precision 0.93 (38/41) < 0.95",
 )
 def test_dev_english_ai_training_precision(dev_report: EvalReport) -> None:
     failures = _ai_failures(dev_report, "precision", english=True)
@@ -184,8 +184,8 @@ def test_dev_other_languages_ai_training(dev_report: EvalReport, which: str) -> 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured blind on the dev half: opt-in precision 0.00 (0/2, two units where an "
-    "opt-in clause for other data lifts a unit whose training has no choice)",
+    reason="measured blind on the dev half: opt-in precision 0.00 (0/3: units where a "
+    "consent clause about other data lifts a unit whose training has no choice)",
 )
 def test_dev_opt_in_precision(dev_report: EvalReport) -> None:
     value = dev_report.overall.opt_in_precision
@@ -194,7 +194,7 @@ def test_dev_opt_in_precision(dev_report: EvalReport) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True, reason="measured blind on the dev half: alert F1 0.88 (P 37/40, R 37/44) < 0.90"
+    strict=True, reason="measured blind on the dev half: alert F1 0.87 (P 38/41, R 38/46) < 0.90"
 )
 def test_dev_alert_f1(dev_report: EvalReport) -> None:
     value = dev_report.overall.alert.f1
