@@ -70,7 +70,8 @@ needs_corpus = pytest.mark.skipif(not cu.corpus_available(), reason="corpus not 
 
 @pytest.fixture(scope="module")
 def labels() -> list[Label]:
-    return cu.load_labels(DATA / "labels_corpus.jsonl")
+    loaded: list[Label] = cu.load_labels(DATA / "labels_corpus.jsonl")
+    return loaded
 
 
 def test_schema_and_values(labels: list[Label]) -> None:
