@@ -183,20 +183,12 @@ def test_dev_other_languages_ai_training(dev_report: EvalReport, which: str) -> 
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured blind on the dev half: opt-in precision 0.00 (0/3: units where a "
-    "consent clause about other data lifts a unit whose training has no choice)",
-)
 def test_dev_opt_in_precision(dev_report: EvalReport) -> None:
     value = dev_report.overall.opt_in_precision
     # No opt-in prediction at all is no wrong opt-in.
     assert value is None or value >= OPT_IN_PRECISION, f"opt-in precision {value:.3f}"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="measured blind on the dev half: alert F1 0.87 (P 38/41, R 38/46) < 0.90"
-)
 def test_dev_alert_f1(dev_report: EvalReport) -> None:
     value = dev_report.overall.alert.f1
     assert value is not None and value >= ALERT_F1, f"alert F1 {value}"

@@ -182,3 +182,18 @@ def test_segment_memo_is_bounded() -> None:
     for version in _VERSIONS:
         assert segment_with_blocks(version, memo) == segment_with_blocks(version)
         assert len(memo.blocks) + len(memo.headed) <= 4  # emptied once full, then one added
+
+
+def test_inline_bullets_after_a_sentence_start_a_new_unit() -> None:
+    # Table cells of Markdown policies hold list items joined on one line ("<br>* ").
+    doc = "We use it to train models. * With your consent, we keep audio. • Another item here."
+    assert texts(doc) == [
+        "We use it to train models.",
+        "With your consent, we keep audio.",
+        "Another item here.",
+    ]
+    # Emphasis is no bullet: "*Note*" starts the next sentence as it is.
+    assert texts("We keep it. *Note* that it is kept.") == [
+        "We keep it.",
+        "*Note* that it is kept.",
+    ]

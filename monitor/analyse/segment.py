@@ -31,7 +31,12 @@ _MD_DECOR = re.compile(r"\*\*|__|\[([^\]\n]*)\]\([^)\n]*\)")
 # something that can start a sentence.
 # The lookahead captures the whitespace after the end, so the next sentence starts at
 # ``m.end(1)`` without a character loop to trim it.
-_AFTER_END = r"[\"'”’»)\]]*(?=([ \t\n]+)[\"'“‘«(\[¿¡*_]*([A-ZÀ-ÖØ-ÞĀ-ſΑ-ΩΆ-Ώ0-9]))"
+# An inline bullet after the end ("... filters. * With your consent, ...": list items of a
+# table cell, joined on one line by extraction) belongs to that whitespace: the next
+# sentence starts after it.
+_AFTER_END = (
+    r"[\"'”’»)\]]*(?=([ \t\n]+(?:[*•·–-][ \t]+)?)[\"'“‘«(\[¿¡*_]*([A-ZÀ-ÖØ-ÞĀ-ſΑ-ΩΆ-Ώ0-9]))"
+)
 _BOUNDARY = re.compile(r"[.!?…]+" + _AFTER_END)
 # The same ends split by their first character: a pattern that starts with a literal is
 # searched for at C speed, one that starts with a class is tried at every position (8x

@@ -147,6 +147,24 @@ def export(labels: Sequence[dict[str, Any]], split: str | None = None) -> list[d
     return rows
 
 
+def relocate(labels: list[dict[str, Any]]) -> list[str]:
+    """Point each label whose unit moved (the segmenter now splits the file differently)
+    at the unit of its file with the same text (sha1), in place; the ids of the labels whose
+    text is nowhere in the file any more, which need labelling again."""
+    lost: list[str] = []
+    for label in labels:
+        found = units(label["file"])
+        index = label["unit"]
+        if 0 <= index < len(found) and sha1(found[index]) == label["sha1"]:
+            continue
+        same = [k for k, text in enumerate(found) if sha1(text) == label["sha1"]]
+        if same:
+            label["unit"] = min(same, key=lambda k: abs(k - index))
+        else:
+            lost.append(label["id"])
+    return lost
+
+
 def stats(labels: Sequence[dict[str, Any]]) -> str:
     """Markdown tables of the labels: per document, and per half x kind / consent."""
     kinds = ("positive", "hard_negative", "negative")
@@ -194,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     exp.add_argument("labels", type=Path)
     exp.add_argument("--split", choices=("dev", "test"))
     exp.add_argument("--out", type=Path)
+    rel = sub.add_parser(
+        "relocate", help="after a segmenter change: re-point moved labels (rewrites the file)"
+    )
+    rel.add_argument("labels", type=Path, nargs="?", default=LABELS)
     st = sub.add_parser("stats", help="Markdown count tables of a label file (LABELS.md)")
     st.add_argument("labels", type=Path, nargs="?", default=LABELS)
     args = parser.parse_args(argv)
@@ -203,6 +225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not corpus_available():
         print(f"corpus not found at {CORPUS} (set POLICY_CORPUS)", file=sys.stderr)
         return 2
+    if args.mode == "relocate":
+        labels = load_labels(args.labels)
+        lost = relocate(labels)
+        with args.labels.open("w", encoding="utf-8") as fh:
+            _write_jsonl(labels, fh)
+        for label_id in lost:
+            print(f"{label_id}: its text is no longer a unit of its file; label it again")
+        return 1 if lost else 0
     out: TextIO = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
     try:
         if args.mode == "candidates":
