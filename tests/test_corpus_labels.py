@@ -161,10 +161,6 @@ def _ai_failures(report: EvalReport, which: str, english: bool) -> list[str]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured blind on the dev half: English ai_training precision 0.93 (38/41) < 0.95",
-)
 def test_dev_english_ai_training_precision(dev_report: EvalReport) -> None:
     failures = _ai_failures(dev_report, "precision", english=True)
     assert not failures, "\n".join(failures)
