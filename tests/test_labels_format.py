@@ -3,7 +3,8 @@
 The files are data, written by hand against /work/shared/LABELLING.md; these tests guard the
 format and the invariants that LABELLING.md makes mechanical (consent n/a iff no training,
 alert derived from training and consent), plus the shape of the dev/test split and of the third
-development set (labels_dev3.jsonl, modelled on real policy phrasings in six languages).
+development set (labels_dev3.jsonl, modelled on real policy phrasings in six languages) and of the
+blind rounds labels_dev4.jsonl and labels_dev5.jsonl.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ DATA = Path(__file__).resolve().parent / "data"
 HALVES = ("dev", "test")
 DEV3 = "dev3"
 DEV4 = "dev4"
+DEV5 = "dev5"
 # Every file whose format is checked; labels_dev2.jsonl only takes part in the id and text
 # uniqueness checks (its ids have their own "<lang>-d2-NNN" form).
-CHECKED = (*HALVES, DEV3, DEV4)
+CHECKED = (*HALVES, DEV3, DEV4, DEV5)
 DEV3_LANGS = ("en", "fr", "de", "es", "it", "nl")
 
 LANGS = {"en", "fr", "de", "es", "it", "nl", "pl", "el"}
@@ -74,6 +76,11 @@ def dev3(halves: dict[str, list[Unit]]) -> list[Unit]:
 @pytest.fixture(scope="module")
 def dev4(halves: dict[str, list[Unit]]) -> list[Unit]:
     return halves[DEV4]
+
+
+@pytest.fixture(scope="module")
+def dev5(halves: dict[str, list[Unit]]) -> list[Unit]:
+    return halves[DEV5]
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +282,42 @@ def test_dev4_size_language_mix_and_hard_negatives(dev4: list[Unit]) -> None:
 def test_dev4_every_language_covers_regimes_and_negation(dev4: list[Unit]) -> None:
     for lang in sorted(LANGS):
         units = [u for u in dev4 if u["lang"] == lang]
+        seen = {u["consent"] for u in units if u["ai_training"]}
+        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
+        assert any(u["negated"] and u["ai_training"] for u in units), lang
+        assert any(u["negated"] and not u["ai_training"] for u in units), lang
+        assert all(u.get("note") for u in units), lang
+
+
+# --------------------------------------------------------------------------- labels_dev5.jsonl
+
+
+def test_dev5_ids_use_their_own_range(dev5: list[Unit]) -> None:
+    for unit in dev5:
+        match = ID_RE.match(unit["id"])
+        assert match and int(match["num"]) >= 7000, unit["id"]
+
+
+def test_dev5_texts_unique_across_all_files(dev5: list[Unit], every_file: list[Unit]) -> None:
+    counts = Counter(_norm(u["text"]) for u in every_file)
+    dupes = [u["id"] for u in dev5 if counts[_norm(u["text"])] > 1]
+    assert not dupes
+
+
+def test_dev5_size_language_mix_and_hard_negatives(dev5: list[Unit]) -> None:
+    assert len(dev5) >= 240
+    langs = Counter(u["lang"] for u in dev5)
+    assert set(DEV3_LANGS) <= set(langs) <= LANGS
+    assert 1 - langs["en"] / len(dev5) >= 0.70
+    for lang in DEV3_LANGS[1:]:
+        assert langs[lang] >= 30, (lang, langs[lang])
+    hard = sum(u["kind"] == "hard_negative" for u in dev5)
+    assert hard / len(dev5) >= 1 / 3
+
+
+def test_dev5_every_language_covers_regimes_and_negation(dev5: list[Unit]) -> None:
+    for lang in DEV3_LANGS:
+        units = [u for u in dev5 if u["lang"] == lang]
         seen = {u["consent"] for u in units if u["ai_training"]}
         assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
         assert any(u["negated"] and u["ai_training"] for u in units), lang
