@@ -219,16 +219,43 @@ def test_ids_unique_across_all_files(every_file: list[Unit]) -> None:
     assert not dupes
 
 
-def test_dev3_ids_use_their_own_range(dev3: list[Unit]) -> None:
-    for unit in dev3:
+# The later development sets (each its own id range, first number given) and the languages
+# each must cover with every regime, a negated positive and a negated denial.
+LATER_SETS = {
+    DEV3: (5000, DEV3_LANGS),
+    DEV4: (6000, tuple(sorted(LANGS))),
+    DEV5: (7000, DEV3_LANGS),
+}
+
+
+@pytest.mark.parametrize("name", LATER_SETS)
+def test_later_sets_use_their_own_id_range(halves: dict[str, list[Unit]], name: str) -> None:
+    first = LATER_SETS[name][0]
+    for unit in halves[name]:
         match = ID_RE.match(unit["id"])
-        assert match and int(match["num"]) >= 5000, unit["id"]
+        assert match and int(match["num"]) >= first, unit["id"]
 
 
-def test_dev3_texts_unique_across_all_files(dev3: list[Unit], every_file: list[Unit]) -> None:
+@pytest.mark.parametrize("name", LATER_SETS)
+def test_later_sets_texts_unique_across_all_files(
+    halves: dict[str, list[Unit]], every_file: list[Unit], name: str
+) -> None:
     counts = Counter(_norm(u["text"]) for u in every_file)
-    dupes = [u["id"] for u in dev3 if counts[_norm(u["text"])] > 1]
+    dupes = [u["id"] for u in halves[name] if counts[_norm(u["text"])] > 1]
     assert not dupes
+
+
+@pytest.mark.parametrize("name", LATER_SETS)
+def test_later_sets_every_language_covers_regimes_and_negation(
+    halves: dict[str, list[Unit]], name: str
+) -> None:
+    for lang in LATER_SETS[name][1]:
+        units = [u for u in halves[name] if u["lang"] == lang]
+        seen = {u["consent"] for u in units if u["ai_training"]}
+        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
+        assert any(u["negated"] and u["ai_training"] for u in units), lang
+        assert any(u["negated"] and not u["ai_training"] for u in units), lang
+        assert all(u.get("note") for u in units), lang
 
 
 def test_dev3_size_and_language_mix(dev3: list[Unit]) -> None:
@@ -245,29 +272,7 @@ def test_dev3_hard_negative_share(dev3: list[Unit]) -> None:
     assert hard / len(dev3) >= 1 / 3
 
 
-def test_dev3_every_language_covers_regimes_and_negation(dev3: list[Unit]) -> None:
-    for lang in DEV3_LANGS:
-        units = [u for u in dev3 if u["lang"] == lang]
-        seen = {u["consent"] for u in units if u["ai_training"]}
-        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
-        assert any(u["negated"] and u["ai_training"] for u in units), lang
-        assert any(u["negated"] and not u["ai_training"] for u in units), lang
-        assert all(u.get("note") for u in units), lang
-
-
 # --------------------------------------------------------------------------- labels_dev4.jsonl
-
-
-def test_dev4_ids_use_their_own_range(dev4: list[Unit]) -> None:
-    for unit in dev4:
-        match = ID_RE.match(unit["id"])
-        assert match and int(match["num"]) >= 6000, unit["id"]
-
-
-def test_dev4_texts_unique_across_all_files(dev4: list[Unit], every_file: list[Unit]) -> None:
-    counts = Counter(_norm(u["text"]) for u in every_file)
-    dupes = [u["id"] for u in dev4 if counts[_norm(u["text"])] > 1]
-    assert not dupes
 
 
 def test_dev4_size_language_mix_and_hard_negatives(dev4: list[Unit]) -> None:
@@ -279,29 +284,7 @@ def test_dev4_size_language_mix_and_hard_negatives(dev4: list[Unit]) -> None:
     assert hard / len(dev4) >= 1 / 3
 
 
-def test_dev4_every_language_covers_regimes_and_negation(dev4: list[Unit]) -> None:
-    for lang in sorted(LANGS):
-        units = [u for u in dev4 if u["lang"] == lang]
-        seen = {u["consent"] for u in units if u["ai_training"]}
-        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
-        assert any(u["negated"] and u["ai_training"] for u in units), lang
-        assert any(u["negated"] and not u["ai_training"] for u in units), lang
-        assert all(u.get("note") for u in units), lang
-
-
 # --------------------------------------------------------------------------- labels_dev5.jsonl
-
-
-def test_dev5_ids_use_their_own_range(dev5: list[Unit]) -> None:
-    for unit in dev5:
-        match = ID_RE.match(unit["id"])
-        assert match and int(match["num"]) >= 7000, unit["id"]
-
-
-def test_dev5_texts_unique_across_all_files(dev5: list[Unit], every_file: list[Unit]) -> None:
-    counts = Counter(_norm(u["text"]) for u in every_file)
-    dupes = [u["id"] for u in dev5 if counts[_norm(u["text"])] > 1]
-    assert not dupes
 
 
 def test_dev5_size_language_mix_and_hard_negatives(dev5: list[Unit]) -> None:
@@ -313,13 +296,3 @@ def test_dev5_size_language_mix_and_hard_negatives(dev5: list[Unit]) -> None:
         assert langs[lang] >= 30, (lang, langs[lang])
     hard = sum(u["kind"] == "hard_negative" for u in dev5)
     assert hard / len(dev5) >= 1 / 3
-
-
-def test_dev5_every_language_covers_regimes_and_negation(dev5: list[Unit]) -> None:
-    for lang in DEV3_LANGS:
-        units = [u for u in dev5 if u["lang"] == lang]
-        seen = {u["consent"] for u in units if u["ai_training"]}
-        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
-        assert any(u["negated"] and u["ai_training"] for u in units), lang
-        assert any(u["negated"] and not u["ai_training"] for u in units), lang
-        assert all(u.get("note") for u in units), lang
