@@ -75,7 +75,7 @@ def labels() -> list[Label]:
 
 
 def test_schema_and_values(labels: list[Label]) -> None:
-    assert 250 <= len(labels) <= 400
+    assert 250 <= len(labels) <= 700
     for label in labels:
         assert set(label) == set(FIELDS), f"{label.get('id')}: fields {sorted(label)}"
         for key, typ in FIELDS.items():
@@ -112,7 +112,8 @@ def test_each_document_is_in_one_half(labels: list[Label]) -> None:
         halves[str(Path(label["file"]).parent)].add(label["split"])
     assert {doc: s for doc, s in halves.items() if len(s) > 1} == {}
     sizes = Counter(label["split"] for label in labels)
-    assert 0.4 <= sizes["dev"] / len(labels) <= 0.6, sizes
+    # round 3 (c-0345..) added dev-half units only: the dev half is the larger one
+    assert 0.4 <= sizes["dev"] / len(labels) <= 0.75, sizes
 
 
 @needs_corpus
