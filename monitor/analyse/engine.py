@@ -472,7 +472,10 @@ def assess(
     stmts = _statements(v, pack)
     if not stmts:
         return None
-    has_data = bool(v.find("data") or v.find("anaphora"))
+    # quality: a data word inside an ``ignore`` phrase ("data from the following sources:",
+    # "synthetic data") names no one's data.
+    ignore = v.find("ignore")
+    has_data = bool(v.find("anaphora")) or any(not _starts_in(d, ignore) for d in v.find("data"))
     negs = v.find("negation")
     # "our providers are not permitted to ..." is a negation (processors barred), not a
     # restriction on users.
