@@ -4,7 +4,9 @@ Each label addresses unit ``unit`` of a corpus file by position and stores the S
 text, never the text. The schema checks always run; the unit checks and the floors of the
 analyser on the dev half (documents alternate between the halves) need the corpus and skip
 without it. The floors are those of tests/test_eval_floors.py; a floor the current pack misses
-is an xfail(strict=True) with the measured number, so a fix shows up as an XPASS.
+is an xfail(strict=True) with the measured number, so a fix shows up as an XPASS. The test half
+(the other documents) is held out: one test measures it against every floor and reports numbers
+only, never the units it gets wrong.
 """
 
 from __future__ import annotations
@@ -200,3 +202,46 @@ def test_dev_alert_f1(dev_report: EvalReport) -> None:
 def test_dev_negated_error_rate(dev_report: EvalReport) -> None:
     value = dev_report.overall.negated_error_rate
     assert value is not None and value <= NEGATED_ERROR_RATE, f"negated error rate {value}"
+
+
+# --- the test half: held out (documents never tuned on; its errors are not printed) ---------
+
+
+@pytest.fixture(scope="module")
+def test_report(labels: list[Label]) -> EvalReport:
+    if not cu.corpus_available():
+        pytest.skip("corpus not present")
+    return evaluate(cu.export(labels, "test"))
+
+
+def _floor_failures(report: EvalReport) -> list[str]:
+    """Every floor the report misses, as numbers only (no unit text)."""
+    out = [
+        *_ai_failures(report, "precision", english=True),
+        *_ai_failures(report, "recall", english=True),
+        *_ai_failures(report, "precision", english=False),
+        *_ai_failures(report, "recall", english=False),
+    ]
+    o = report.overall
+    if o.opt_in_precision is not None and o.opt_in_precision < OPT_IN_PRECISION:
+        out.append(f"opt-in precision {o.opt_in_precision:.2f}")
+    if o.alert.f1 is None or o.alert.f1 < ALERT_F1:
+        out.append(f"alert F1 {o.alert.f1}")
+    if o.negated_error_rate is not None and o.negated_error_rate > NEGATED_ERROR_RATE:
+        out.append(f"negated error rate {o.negated_error_rate:.2f}")
+    return out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="held out, real text, never tuned on: English ai_training precision 0.89 (< 0.95) "
+    "and alert F1 0.88 (< 0.90); recall 0.94, opt-in precision and negation hold",
+)
+def test_test_half_meets_the_floors(test_report: EvalReport) -> None:
+    failures = _floor_failures(test_report)
+    assert not failures, "; ".join(failures)
+
+
+def test_dev_half_meets_every_floor(dev_report: EvalReport) -> None:
+    # The same checks as the held-out test above, so that one cannot fail for another reason.
+    assert not _floor_failures(dev_report)
