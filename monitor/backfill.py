@@ -149,11 +149,12 @@ def iter_docs(files: Iterable[HistoryFile]) -> Iterator[str]:
             yield f.doc_id
 
 
-def _read(path: Path) -> extract.Extracted:
+def _read(path: Path, memo: dict[str, str] | None = None) -> extract.Extracted:
+    """The file's extracted text (``memo``: see :func:`monitor.extract.extract_markdown`)."""
     raw = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix.lower() in {".html", ".htm"}:
         return extract.extract_html(raw)
-    return extract.extract_markdown(raw)
+    return extract.extract_markdown(raw, memo)
 
 
 # --- the pure part, run in worker processes ------------------------------------------------
@@ -175,12 +176,13 @@ class _Prepared:
 
 @dataclass(slots=True)
 class _DocState:
-    """What a worker keeps of a document between two of its runs: the analysis and diff
-    memos, and the last text of the previous run (``last`` is that file) with its sha256 and
-    diff units."""
+    """What a worker keeps of a document between two of its runs: the analysis, diff and
+    Markdown-extraction memos, and the last text of the previous run (``last`` is that file)
+    with its sha256 and diff units."""
 
     cache: AnalysisCache
     diff_memo: DiffMemo
+    extract_memo: dict[str, str] = field(default_factory=dict)
     last: Path | None = None
     text: str | None = None
     sha: str | None = None
@@ -235,10 +237,11 @@ def _prepare_run(
             previous = None
     cache = state.cache if state is not None else None
     memo = state.diff_memo if state is not None else None
+    extract_memo = state.extract_memo if state is not None else None
     out: list[_Prepared] = []
     for path in paths:
         try:
-            extracted = _read(path)
+            extracted = _read(path, extract_memo)
         except (OSError, MonitorError) as exc:
             out.append(_Prepared(path, error=str(exc)))
             continue

@@ -18,7 +18,7 @@ import operator
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import soupsieve
 from bs4 import BeautifulSoup
@@ -576,14 +576,18 @@ _MD_TRAILING_BACKSLASH = re.compile(r"\\ ")
 _group1 = operator.itemgetter(1)  # C-level, unlike expanding an r"\1" template
 
 
-def extract_markdown(md: str) -> Extracted:
+def extract_markdown(md: str, memo: dict[str, str] | None = None) -> Extracted:
     """Convert Open Terms Archive Markdown into the same block text as :func:`extract_html`.
 
     Headings (ATX and setext) become ``#`` blocks, list items ``- `` blocks (nested by
     indentation), table rows ``a | b``; links keep their text only; images, rules, ``- - -``
     document separators, HTML tags and emphasis markers disappear; escapes are unescaped.
+
+    ``memo``: a dict kept between the versions of one document (the inline conversion of
+    each paragraph, heading and cell, a pure function of its source): consecutive versions
+    share most of them verbatim, so only the new ones are converted. The same result.
     """
-    blocks = _md_blocks(md)
+    blocks = _md_blocks(md, memo)
     text = normalise_text("\n\n".join(blocks))
     title = None
     for block in blocks:
@@ -593,7 +597,23 @@ def extract_markdown(md: str) -> Extracted:
     return Extracted(text=text, title=title, effective_date=_find_effective_date(text))
 
 
-def _md_blocks(md: str) -> list[str]:
+# Entries of an extract_markdown memo; past this, it is emptied and starts over.
+_INLINE_MEMO_MAX = 50_000
+
+
+def _md_blocks(md: str, memo: dict[str, str] | None = None) -> list[str]:
+    if memo is None:
+        inline = _md_inline
+    else:
+        if len(memo) >= _INLINE_MEMO_MAX:
+            memo.clear()
+
+        def inline(s: str) -> str:
+            got = memo.get(s)
+            if got is None:
+                got = memo[s] = _md_inline(s)
+            return got
+
     blocks: list[str] = []
     para: list[str] = []
     prefix = ""  # the list marker of the block in ``para``, or "" for a paragraph
@@ -603,7 +623,7 @@ def _md_blocks(md: str) -> list[str]:
     def flush() -> None:
         nonlocal prefix
         if para:
-            text = _md_inline(" ".join(para))
+            text = inline(" ".join(para))
             if text:
                 blocks.append(prefix + text)
             para.clear()
@@ -629,7 +649,7 @@ def _md_blocks(md: str) -> list[str]:
                 continue
         first = stripped[0]
         if first in "=-" and para and not prefix and _MD_SETEXT.match(stripped):
-            heading = _md_inline(" ".join(para))
+            heading = inline(" ".join(para))
             para.clear()
             if heading:
                 blocks.append(("# " if first == "=" else "## ") + heading)
@@ -642,7 +662,7 @@ def _md_blocks(md: str) -> list[str]:
             m = _MD_ATX.match(stripped)
             if m:
                 flush()
-                heading = _md_inline(m.group(2) or "")
+                heading = inline(m.group(2) or "")
                 if heading:
                     blocks.append("#" * len(m.group(1)) + " " + heading)
                 list_indents.clear()
@@ -650,7 +670,7 @@ def _md_blocks(md: str) -> list[str]:
         if first == "|":
             flush()
             if not _MD_TABLE_SEP.match(stripped):
-                row = _md_table_row(stripped)
+                row = _md_table_row(stripped, inline)
                 if row:
                     blocks.append(row)
             continue
@@ -678,13 +698,13 @@ def _md_blocks(md: str) -> list[str]:
     return blocks
 
 
-def _md_table_row(line: str) -> str:
+def _md_table_row(line: str, inline: Callable[[str], str]) -> str:
     line = line.strip()
     if line.startswith("|"):
         line = line[1:]
     if line.endswith("|") and not line.endswith("\\|"):
         line = line[:-1]
-    cells = (_md_inline(c) for c in _MD_TABLE_SPLIT.split(line))
+    cells = (inline(c) for c in _MD_TABLE_SPLIT.split(line))
     return " | ".join(c for c in cells if c)
 
 
