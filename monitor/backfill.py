@@ -149,7 +149,7 @@ def iter_docs(files: Iterable[HistoryFile]) -> Iterator[str]:
             yield f.doc_id
 
 
-def _read(path: Path, memo: dict[str, str] | None = None) -> extract.Extracted:
+def _read(path: Path, memo: extract.MarkdownMemo | None = None) -> extract.Extracted:
     """The file's extracted text (``memo``: see :func:`monitor.extract.extract_markdown`)."""
     raw = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix.lower() in {".html", ".htm"}:
@@ -182,7 +182,7 @@ class _DocState:
 
     cache: AnalysisCache
     diff_memo: DiffMemo
-    extract_memo: dict[str, str] = field(default_factory=dict)
+    extract_memo: extract.MarkdownMemo = field(default_factory=extract.MarkdownMemo)
     last: Path | None = None
     text: str | None = None
     sha: str | None = None

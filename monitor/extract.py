@@ -27,7 +27,13 @@ from bs4.element import NavigableString, Tag
 from monitor.errors import ExtractError
 from monitor.models import Extracted
 
-__all__ = ["extract_html", "extract_markdown", "normalise_text", "suspect_reason"]
+__all__ = [
+    "MarkdownMemo",
+    "extract_html",
+    "extract_markdown",
+    "normalise_text",
+    "suspect_reason",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Text normalisation
@@ -576,19 +582,66 @@ _MD_TRAILING_BACKSLASH = re.compile(r"\\ ")
 _group1 = operator.itemgetter(1)  # C-level, unlike expanding an r"\1" template
 
 
-def extract_markdown(md: str, memo: dict[str, str] | None = None) -> Extracted:
+class MarkdownMemo:
+    """What :func:`extract_markdown` reuses between the versions of one document: the inline
+    conversion of each paragraph, heading and cell by its source, and the normalisation of
+    each block by its text. Both are pure functions of their text, and consecutive versions
+    share most of them verbatim. Bounded: past ``max_entries`` texts, a table is emptied and
+    starts over."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self.inline: dict[str, str] = {}
+        self.blocks: dict[str, str] = {}
+
+    def inline_of(self, source: str) -> str:
+        got = self.inline.get(source)
+        if got is None:
+            got = self.inline[source] = _md_inline(source)
+        return got
+
+    def normalised(self, blocks: list[str]) -> str:
+        """``normalise_text("\n\n".join(blocks))``, block by block (see _per_block)."""
+        memo = self.blocks
+        if len(memo) >= self.max_entries:
+            memo.clear()
+        out: list[str] = []
+        for block in blocks:
+            got = memo.get(block)
+            if got is None:
+                got = memo[block] = normalise_text(block)
+            if got:
+                out.append(got)
+        return "\n\n".join(out)
+
+
+# Characters that make or are line breaks for normalise_text.
+_BREAKS = re.compile("[\n\r\u2028\u2029]")
+
+
+def _per_block(blocks: list[str]) -> bool:
+    """Whether the normalisation of the blocks joined by blank lines is that of each block,
+    the empty ones left out: when no block holds a line break, every step of normalise_text
+    stays inside a line (NFC composes nothing across a newline), and the blank lines around
+    a block that normalises to nothing collapse into one."""
+    return not any(map(_BREAKS.search, blocks))
+
+
+def extract_markdown(md: str, memo: MarkdownMemo | None = None) -> Extracted:
     """Convert Open Terms Archive Markdown into the same block text as :func:`extract_html`.
 
     Headings (ATX and setext) become ``#`` blocks, list items ``- `` blocks (nested by
     indentation), table rows ``a | b``; links keep their text only; images, rules, ``- - -``
     document separators, HTML tags and emphasis markers disappear; escapes are unescaped.
 
-    ``memo``: a dict kept between the versions of one document (the inline conversion of
-    each paragraph, heading and cell, a pure function of its source): consecutive versions
-    share most of them verbatim, so only the new ones are converted. The same result.
+    ``memo``: kept between the versions of one document (see :class:`MarkdownMemo`), so
+    that only what a version changed is converted again. The same result.
     """
     blocks = _md_blocks(md, memo)
-    text = normalise_text("\n\n".join(blocks))
+    if memo is not None and _per_block(blocks):
+        text = memo.normalised(blocks)
+    else:
+        text = normalise_text("\n\n".join(blocks))
     title = None
     for block in blocks:
         if block.startswith("# "):
@@ -597,22 +650,14 @@ def extract_markdown(md: str, memo: dict[str, str] | None = None) -> Extracted:
     return Extracted(text=text, title=title, effective_date=_find_effective_date(text))
 
 
-# Entries of an extract_markdown memo; past this, it is emptied and starts over.
-_INLINE_MEMO_MAX = 50_000
-
-
-def _md_blocks(md: str, memo: dict[str, str] | None = None) -> list[str]:
+def _md_blocks(md: str, memo: MarkdownMemo | None = None) -> list[str]:
+    inline: Callable[[str], str]
     if memo is None:
         inline = _md_inline
     else:
-        if len(memo) >= _INLINE_MEMO_MAX:
-            memo.clear()
-
-        def inline(s: str) -> str:
-            got = memo.get(s)
-            if got is None:
-                got = memo[s] = _md_inline(s)
-            return got
+        if len(memo.inline) >= memo.max_entries:
+            memo.inline.clear()
+        inline = memo.inline_of
 
     blocks: list[str] = []
     para: list[str] = []
