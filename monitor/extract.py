@@ -584,20 +584,27 @@ _group1 = operator.itemgetter(1)  # C-level, unlike expanding an r"\1" template
 
 class MarkdownMemo:
     """What :func:`extract_markdown` reuses between the versions of one document: the inline
-    conversion of each paragraph, heading and cell by its source, and the normalisation of
-    each block by its text. Both are pure functions of their text, and consecutive versions
+    conversion of each paragraph, heading, cell and table row by its source, and the
+    normalisation of each block by its text. Both are pure functions of their text, and consecutive versions
     share most of them verbatim. Bounded: past ``max_entries`` texts, a table is emptied and
     starts over."""
 
     def __init__(self, max_entries: int = 50_000) -> None:
         self.max_entries = max_entries
         self.inline: dict[str, str] = {}
+        self.rows: dict[str, str] = {}  # table rows, by their line
         self.blocks: dict[str, str] = {}
 
     def inline_of(self, source: str) -> str:
         got = self.inline.get(source)
         if got is None:
             got = self.inline[source] = _md_inline(source)
+        return got
+
+    def row_of(self, line: str) -> str:
+        got = self.rows.get(line)
+        if got is None:
+            got = self.rows[line] = _md_table_row(line, self.inline_of)
         return got
 
     def normalised(self, blocks: list[str]) -> str:
@@ -655,8 +662,9 @@ def _md_blocks(md: str, memo: MarkdownMemo | None = None) -> list[str]:
     if memo is None:
         inline = _md_inline
     else:
-        if len(memo.inline) >= memo.max_entries:
-            memo.inline.clear()
+        for table in (memo.inline, memo.rows):
+            if len(table) >= memo.max_entries:
+                table.clear()
         inline = memo.inline_of
 
     blocks: list[str] = []
@@ -715,7 +723,7 @@ def _md_blocks(md: str, memo: MarkdownMemo | None = None) -> list[str]:
         if first == "|":
             flush()
             if not _MD_TABLE_SEP.match(stripped):
-                row = _md_table_row(stripped, inline)
+                row = _md_table_row(stripped, inline) if memo is None else memo.row_of(stripped)
                 if row:
                     blocks.append(row)
             continue
