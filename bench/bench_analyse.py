@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Measure this checkout, not whatever copy of the package happens to be installed.
 sys.path.insert(0, str(REPO))
 
+import host  # noqa: E402  (bench/host.py, beside this script)
+
 from monitor.analyse import analyse_text, load_packs  # noqa: E402
 from monitor.analyse.lang import detect_language  # noqa: E402
 from monitor.analyse.segment import segment  # noqa: E402
@@ -50,6 +52,7 @@ def main() -> int:
     mb = size / 1e6
     packs = load_packs()
 
+    print(host.describe())
     print(f"files={len(texts)} size={mb:.1f} MB")
     # Two passes: the first one also classifies every new token for the packs' token gates
     # (cached per pack); later documents of a long-running process mostly hit that cache.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # Measure this checkout, not whatever copy of the package happens to be installed.
 sys.path.insert(0, str(REPO))
+
+import host  # noqa: E402  (bench/host.py, beside this script)
 
 from monitor.backfill import import_tree  # noqa: E402
 from monitor.config import default_config  # noqa: E402
@@ -129,8 +130,7 @@ def main() -> int:
     if not CORPUS.is_dir():
         print(f"no corpus at {CORPUS}; nothing to measure")
         return 0
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"{os.cpu_count()} CPUs, load average at start {load}")
+    print(host.describe())
     folder = Path(tempfile.mkdtemp(prefix="bench-import-"))
     if args.stages:
         stages(folder)

@@ -26,13 +26,16 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.alerts import AlertRow, AlertType, list_alerts
 from monitor.config import slug
 from monitor.errors import MonitorError
 from monitor.pages import _write, doc_slug, environment
 from monitor.store import Store, iso, utcnow
+
+if TYPE_CHECKING:
+    from monitor.diff import DiffMemo
 
 __all__ = [
     "CSV_COLUMNS",
@@ -501,14 +504,14 @@ def _diff_pages(report: Report) -> list[tuple[DocumentReport, VersionRow, Versio
 _Pair = tuple[str, str, str, int, int, str]
 
 
-def _render_pair(store: Store, out: Path, item: _Pair) -> None:
-    from monitor.diff import diff_texts
+def _render_pair(store: Store, out: Path, item: _Pair, memo: DiffMemo | None = None) -> None:
+    from monitor.diff import diff_units, split_units
     from monitor.diff import render_html as render_diff
 
     platform, doc_type, url, old_id, new_id, href = item
     old, new = store.version_by_id(old_id), store.version_by_id(new_id)
     page = render_diff(
-        diff_texts(old.text, new.text),
+        diff_units(split_units(old.text, memo), split_units(new.text, memo), memo=memo),
         title=f"{platform} {doc_type}: version {old.number} -> {new.number}",
         old_label=f"version {old.number} ({old.first_seen[:10]})",
         new_label=f"version {new.number} ({new.first_seen[:10]})",
@@ -519,9 +522,13 @@ def _render_pair(store: Store, out: Path, item: _Pair) -> None:
 
 def _render_pairs(db: str, items: Sequence[_Pair], out: str) -> int:
     """Body of a worker process: its own connection, a chunk of pages."""
+    from monitor.diff import DiffMemo
+
+    # Successive pages of a document share a version and most of its blocks: one memo.
+    memo = DiffMemo()
     with Store(db) as store:
         for item in items:
-            _render_pair(store, Path(out), item)
+            _render_pair(store, Path(out), item, memo)
     return len(items)
 
 
@@ -561,8 +568,11 @@ def write_html(
                 if on_page:
                     on_page(done)
     else:
+        from monitor.diff import DiffMemo
+
+        memo = DiffMemo()
         for item in pending:
-            _render_pair(store, out, item)
+            _render_pair(store, out, item, memo)
             if on_page:
                 on_page(1)
     return _write(out / "index.html", render_html(report, template_dir=template_dir))

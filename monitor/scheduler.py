@@ -346,6 +346,7 @@ class Daemon:
             self._fetcher = Fetcher(self.config.http, retry_after_wait=self.retry_after_wait)
             for doc in self.config.documents:
                 store.upsert_document(doc)
+            self._write_missing_pages()
             self._scheduler = scheduler = AsyncIOScheduler(
                 event_loop=loop,
                 timezone=dt.UTC,
@@ -382,6 +383,22 @@ class Daemon:
                 await self._shutdown()
                 self._remove_signals()
         log.info("daemon stopped after %d check(s)", self.checks)
+
+    def _write_missing_pages(self) -> None:
+        # Pages are otherwise written when a check raises an alert: a new reports directory,
+        # an `import` or a run that stopped before publishing would leave the alerts that
+        # exist without pages (and the index and feed stale) until the next alert.
+        from monitor import pages
+
+        assert self._store is not None
+        try:
+            written = pages.write_alert_pages(
+                self._store, self.config.reports_path, alert_ids=[], base_url=self.config.base_url
+            )
+        except Exception:  # a page bug must not stop the watch
+            log.exception("writing the missing alert pages failed")
+            return
+        log.info("alert pages: %d written in %s", len(written), self.config.reports_path)
 
     def stop(self) -> None:
         """Stop accepting checks; :meth:`serve` returns after the grace period at most."""

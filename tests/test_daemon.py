@@ -382,6 +382,27 @@ def test_restart_neither_skips_nor_repeats(tmp_path: Path) -> None:
             assert times[-1] - restarted < dt.timedelta(seconds=2), (doc, times, restarted)
 
 
+def test_start_writes_the_pages_alerts_lack(tmp_path: Path) -> None:
+    import shutil
+
+    from bs4 import BeautifulSoup
+
+    with serve({"/a": policy("A", extra=AI_CLAUSE)}) as server, smtp_server() as smtp:
+        config = write_config(tmp_path, server, smtp, ["/a"], interval="1h")
+        cli(config, "check")  # one alert, its page, the index and the feed
+        reports = tmp_path / "reports"
+        page = reports / "alerts" / "1.html"
+        assert page.exists()
+        shutil.rmtree(reports)  # a new reports directory, say
+        with daemon(config) as d:
+            wait_until("the missing pages", lambda: "alert pages:" in d.log, 10, d)
+            assert page.exists() and (reports / "alerts" / "index.html").exists()
+            text = " ".join(BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser").strings)
+            assert "artificial intelligence" in text and "models" in text  # the clause is shown
+            assert d.terminate()[0] == 0
+        assert server.hits["/a"] == 1  # nothing was due: the pages came from the database
+
+
 def _at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 

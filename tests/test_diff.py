@@ -460,6 +460,8 @@ def test_render_html_structure() -> None:
     # Unchanged units away from the changes are collapsed, not dropped.
     gap = soup.select_one(".pm-gap details")
     assert gap is not None and "# Privacy Policy" in gap.get_text()
+    first = gap.select_one(".pm-unit.pm-equal.pm-heading")  # rendered inline, not by unit_row
+    assert first is not None and first.select_one(".pm-pos").get_text() == "#1"  # type: ignore[union-attr]
 
 
 def test_render_html_marks_moves_and_no_change() -> None:

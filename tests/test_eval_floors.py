@@ -1,7 +1,7 @@
 """Quality floors of the AI-training analyser on the labelled sets (LABELLING.md semantics).
 
-The development sets (labels_dev.jsonl, labels_dev2.jsonl, labels_dev3.jsonl and
-labels_dev4.jsonl) are what the packs are tuned on, with the language given and detected;
+The development sets (labels_dev.jsonl, labels_dev2.jsonl, labels_dev3.jsonl, labels_dev4.jsonl
+and labels_dev5.jsonl) are what the packs are tuned on, with the language given and detected;
 labels_test.jsonl is held out and only measured here.
 """
 
@@ -63,12 +63,18 @@ def _floor_failures(report: EvalReport) -> list[str]:
     return failures
 
 
-DEV_SETS = ("labels_dev.jsonl", "labels_dev2.jsonl", "labels_dev3.jsonl", "labels_dev4.jsonl")
+DEV_SETS = (
+    "labels_dev.jsonl",
+    "labels_dev2.jsonl",
+    "labels_dev3.jsonl",
+    "labels_dev4.jsonl",
+    "labels_dev5.jsonl",
+)
 
 
 def test_development_sets_meet_the_floors() -> None:
     report = evaluate(_labels(*DEV_SETS))
-    assert report.overall.n >= 1350
+    assert report.overall.n >= 1600
     failures = _floor_failures(report)
     assert not failures, "\n".join(failures) + "\n\n" + report.format_text()
 

@@ -3,7 +3,8 @@
 The files are data, written by hand against /work/shared/LABELLING.md; these tests guard the
 format and the invariants that LABELLING.md makes mechanical (consent n/a iff no training,
 alert derived from training and consent), plus the shape of the dev/test split and of the third
-development set (labels_dev3.jsonl, modelled on real policy phrasings in six languages).
+development set (labels_dev3.jsonl, modelled on real policy phrasings in six languages) and of the
+blind rounds labels_dev4.jsonl and labels_dev5.jsonl.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ DATA = Path(__file__).resolve().parent / "data"
 HALVES = ("dev", "test")
 DEV3 = "dev3"
 DEV4 = "dev4"
+DEV5 = "dev5"
 # Every file whose format is checked; labels_dev2.jsonl only takes part in the id and text
 # uniqueness checks (its ids have their own "<lang>-d2-NNN" form).
-CHECKED = (*HALVES, DEV3, DEV4)
+CHECKED = (*HALVES, DEV3, DEV4, DEV5)
 DEV3_LANGS = ("en", "fr", "de", "es", "it", "nl")
 
 LANGS = {"en", "fr", "de", "es", "it", "nl", "pl", "el"}
@@ -74,6 +76,11 @@ def dev3(halves: dict[str, list[Unit]]) -> list[Unit]:
 @pytest.fixture(scope="module")
 def dev4(halves: dict[str, list[Unit]]) -> list[Unit]:
     return halves[DEV4]
+
+
+@pytest.fixture(scope="module")
+def dev5(halves: dict[str, list[Unit]]) -> list[Unit]:
+    return halves[DEV5]
 
 
 @pytest.fixture(scope="module")
@@ -212,16 +219,43 @@ def test_ids_unique_across_all_files(every_file: list[Unit]) -> None:
     assert not dupes
 
 
-def test_dev3_ids_use_their_own_range(dev3: list[Unit]) -> None:
-    for unit in dev3:
+# The later development sets (each its own id range, first number given) and the languages
+# each must cover with every regime, a negated positive and a negated denial.
+LATER_SETS = {
+    DEV3: (5000, DEV3_LANGS),
+    DEV4: (6000, tuple(sorted(LANGS))),
+    DEV5: (7000, DEV3_LANGS),
+}
+
+
+@pytest.mark.parametrize("name", LATER_SETS)
+def test_later_sets_use_their_own_id_range(halves: dict[str, list[Unit]], name: str) -> None:
+    first = LATER_SETS[name][0]
+    for unit in halves[name]:
         match = ID_RE.match(unit["id"])
-        assert match and int(match["num"]) >= 5000, unit["id"]
+        assert match and int(match["num"]) >= first, unit["id"]
 
 
-def test_dev3_texts_unique_across_all_files(dev3: list[Unit], every_file: list[Unit]) -> None:
+@pytest.mark.parametrize("name", LATER_SETS)
+def test_later_sets_texts_unique_across_all_files(
+    halves: dict[str, list[Unit]], every_file: list[Unit], name: str
+) -> None:
     counts = Counter(_norm(u["text"]) for u in every_file)
-    dupes = [u["id"] for u in dev3 if counts[_norm(u["text"])] > 1]
+    dupes = [u["id"] for u in halves[name] if counts[_norm(u["text"])] > 1]
     assert not dupes
+
+
+@pytest.mark.parametrize("name", LATER_SETS)
+def test_later_sets_every_language_covers_regimes_and_negation(
+    halves: dict[str, list[Unit]], name: str
+) -> None:
+    for lang in LATER_SETS[name][1]:
+        units = [u for u in halves[name] if u["lang"] == lang]
+        seen = {u["consent"] for u in units if u["ai_training"]}
+        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
+        assert any(u["negated"] and u["ai_training"] for u in units), lang
+        assert any(u["negated"] and not u["ai_training"] for u in units), lang
+        assert all(u.get("note") for u in units), lang
 
 
 def test_dev3_size_and_language_mix(dev3: list[Unit]) -> None:
@@ -238,29 +272,7 @@ def test_dev3_hard_negative_share(dev3: list[Unit]) -> None:
     assert hard / len(dev3) >= 1 / 3
 
 
-def test_dev3_every_language_covers_regimes_and_negation(dev3: list[Unit]) -> None:
-    for lang in DEV3_LANGS:
-        units = [u for u in dev3 if u["lang"] == lang]
-        seen = {u["consent"] for u in units if u["ai_training"]}
-        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
-        assert any(u["negated"] and u["ai_training"] for u in units), lang
-        assert any(u["negated"] and not u["ai_training"] for u in units), lang
-        assert all(u.get("note") for u in units), lang
-
-
 # --------------------------------------------------------------------------- labels_dev4.jsonl
-
-
-def test_dev4_ids_use_their_own_range(dev4: list[Unit]) -> None:
-    for unit in dev4:
-        match = ID_RE.match(unit["id"])
-        assert match and int(match["num"]) >= 6000, unit["id"]
-
-
-def test_dev4_texts_unique_across_all_files(dev4: list[Unit], every_file: list[Unit]) -> None:
-    counts = Counter(_norm(u["text"]) for u in every_file)
-    dupes = [u["id"] for u in dev4 if counts[_norm(u["text"])] > 1]
-    assert not dupes
 
 
 def test_dev4_size_language_mix_and_hard_negatives(dev4: list[Unit]) -> None:
@@ -272,11 +284,15 @@ def test_dev4_size_language_mix_and_hard_negatives(dev4: list[Unit]) -> None:
     assert hard / len(dev4) >= 1 / 3
 
 
-def test_dev4_every_language_covers_regimes_and_negation(dev4: list[Unit]) -> None:
-    for lang in sorted(LANGS):
-        units = [u for u in dev4 if u["lang"] == lang]
-        seen = {u["consent"] for u in units if u["ai_training"]}
-        assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
-        assert any(u["negated"] and u["ai_training"] for u in units), lang
-        assert any(u["negated"] and not u["ai_training"] for u in units), lang
-        assert all(u.get("note") for u in units), lang
+# --------------------------------------------------------------------------- labels_dev5.jsonl
+
+
+def test_dev5_size_language_mix_and_hard_negatives(dev5: list[Unit]) -> None:
+    assert len(dev5) >= 240
+    langs = Counter(u["lang"] for u in dev5)
+    assert set(DEV3_LANGS) <= set(langs) <= LANGS
+    assert 1 - langs["en"] / len(dev5) >= 0.70
+    for lang in DEV3_LANGS[1:]:
+        assert langs[lang] >= 30, (lang, langs[lang])
+    hard = sum(u["kind"] == "hard_negative" for u in dev5)
+    assert hard / len(dev5) >= 1 / 3

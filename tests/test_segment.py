@@ -128,3 +128,72 @@ def test_paragraphs_split_like_split_sentences() -> None:
         pos += len(p) + 2
     assert [(u.start, u.end) for u in segment(doc)] == want
     assert len(want) == 8  # "Z." is taken for an initial
+
+
+# --- SegmentMemo -------------------------------------------------------------------------
+
+# A document's versions as an import sees them: blocks recur verbatim under changed headings,
+# after a changed lead-in, inside and outside a list, and as raw Markdown (setext heading,
+# list items on consecutive lines).
+_V1 = """# Privacy
+
+## What we collect
+
+We collect your posts. We keep them, e.g. for backups.
+
+We use your information to:
+
+- train our models.
+- keep you safe. We also fight spam.
+
+## Sharing
+
+We share data with partners."""
+_VERSIONS = [
+    _V1,
+    # a heading renamed and one inserted above recurring blocks
+    _V1.replace("## What we collect", "## What we collect and why").replace(
+        "## Sharing", "## Your choices\n\nYou can object.\n\n### Sharing"
+    ),
+    # the lead-in changed: the same items now carry another one
+    _V1.replace("We use your information to:", "We may use your information to:"),
+    # the lead-in gone: the items stand alone; a paragraph now closes the list
+    _V1.replace("We use your information to:\n\n", "").replace(
+        "- keep you safe. We also fight spam.", "- keep you safe.\n\nWe also fight spam."
+    ),
+    "Privacy\n=======\n\nWe collect your posts.\n- train our models.\n- keep you safe.",
+    _V1,
+]
+
+
+def test_segment_memo_replays_exactly_what_segmenting_gives() -> None:
+    from monitor.analyse.segment import SegmentMemo, segment_with_blocks
+
+    memo = SegmentMemo()
+    for version in _VERSIONS + _VERSIONS[::-1]:
+        assert segment_with_blocks(version, memo) == segment_with_blocks(version)
+    assert memo.blocks  # something was kept to replay
+
+
+def test_segment_memo_is_bounded() -> None:
+    from monitor.analyse.segment import SegmentMemo, segment_with_blocks
+
+    memo = SegmentMemo(max_entries=3)
+    for version in _VERSIONS:
+        assert segment_with_blocks(version, memo) == segment_with_blocks(version)
+        assert len(memo.blocks) + len(memo.headed) <= 4  # emptied once full, then one added
+
+
+def test_inline_bullets_after_a_sentence_start_a_new_unit() -> None:
+    # Table cells of Markdown policies hold list items joined on one line ("<br>* ").
+    doc = "We use it to train models. * With your consent, we keep audio. • Another item here."
+    assert texts(doc) == [
+        "We use it to train models.",
+        "With your consent, we keep audio.",
+        "Another item here.",
+    ]
+    # Emphasis is no bullet: "*Note*" starts the next sentence as it is.
+    assert texts("We keep it. *Note* that it is kept.") == [
+        "We keep it.",
+        "*Note* that it is kept.",
+    ]

@@ -42,7 +42,7 @@ from monitor.analyse.rules import (
     gate_group,
     load_pack_file,
 )
-from monitor.analyse.segment import segment, segment_with_blocks
+from monitor.analyse.segment import segment
 from monitor.errors import RuleError
 from monitor.models import Analysis, Consent, Finding, Span, Unit
 
@@ -457,7 +457,7 @@ def analyse_text(
     if looks_like_html(text):
         text = html_to_blocks(text)
     packs = _resolve(packs)
-    units, blocks = segment_with_blocks(text)
+    units, blocks = ops.segment(text)
     doc_lang = detect_language(text[:20000])
     unit_lang: dict[int, str] = {}
 

@@ -9,7 +9,8 @@ neighbour tests :func:`~monitor.analyse.engine.mentions_training` and
 :class:`AnalysisCache` memoises them keyed by *all* of their arguments (objects by identity,
 kept alive by the cache so an id is never reused while it is a key), so an unchanged unit
 costs a dict lookup and ``analyse_text(text, packs, cache=c)`` gives exactly the Analysis of
-``analyse_text(text, packs)``.
+``analyse_text(text, packs)``. Segmentation, which is not per unit, is memoised per block
+(:class:`~monitor.analyse.segment.SegmentMemo`).
 
 Results are shared between the analyses that hit them (a span list, an Assessment): the
 analyser never mutates them after creation, and nothing downstream may either.
@@ -37,7 +38,8 @@ from monitor.analyse.engine import (
 )
 from monitor.analyse.lang import detect_language
 from monitor.analyse.rules import GatedMatcher, Lits, Rule, RulePack, TokenGate
-from monitor.models import Span
+from monitor.analyse.segment import SegmentMemo, segment_with_blocks
+from monitor.models import Span, Unit
 
 __all__ = ["PLAIN", "AnalysisCache", "gate_hits"]
 
@@ -47,6 +49,10 @@ _MISSING: Any = object()
 
 class _Plain:
     """The uncached operations (the signatures of the engine functions)."""
+
+    @staticmethod
+    def segment(text: str) -> tuple[list[Unit], list[int]]:
+        return segment_with_blocks(text)
 
     @staticmethod
     def detect_language(text: str) -> str:
@@ -87,6 +93,8 @@ class AnalysisCache:
         self._keep: dict[int, object] = {}
         # unit_table's memos, by (kind, id of the owner)
         self._tables: dict[tuple[str, int], dict[str, Any]] = {}
+        # Blocks, not units: segmentation is the one step that is not per unit.
+        self._segments = SegmentMemo()
         self.hits = 0
         self.misses = 0
 
@@ -97,6 +105,7 @@ class AnalysisCache:
         self._memo.clear()
         self._tables.clear()
         self._keep.clear()
+        self._segments.clear()
 
     def _id(self, obj: object) -> int:
         if obj is None:
@@ -119,6 +128,9 @@ class AnalysisCache:
         return value
 
     # --- the operations -----------------------------------------------------------------
+
+    def segment(self, text: str) -> tuple[list[Unit], list[int]]:
+        return segment_with_blocks(text, self._segments)
 
     def detect_language(self, text: str) -> str:
         key = ("lang", text)

@@ -262,7 +262,10 @@ def _after_opt_out(v: _UnitView, st: _Statement) -> None:
 
 def _piece_positive(v: _UnitView, lo: int, hi: int, pack: RulePack) -> bool:
     assert pack.settings is not None
-    negs = v.find("negation") + v.find("negation_after")
+    # quality: a neutralised negation ("a meno che tu non disattivi", "if you do not opt out")
+    # does not make the contrasted piece negative.
+    blockers = v.find("not_negation")
+    negs = [n for n in v.find("negation") + v.find("negation_after") if not _starts_in(n, blockers)]
     if any(lo <= n[0] < hi for n in negs) or not any(lo <= d[0] < hi for d in v.find("data")):
         return False
     # "..., but we use it to improve our services" is a different purpose, not a contrast.

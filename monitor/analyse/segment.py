@@ -13,6 +13,7 @@ import functools
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from monitor.models import Unit
 
@@ -30,7 +31,12 @@ _MD_DECOR = re.compile(r"\*\*|__|\[([^\]\n]*)\]\([^)\n]*\)")
 # something that can start a sentence.
 # The lookahead captures the whitespace after the end, so the next sentence starts at
 # ``m.end(1)`` without a character loop to trim it.
-_AFTER_END = r"[\"'”’»)\]]*(?=([ \t\n]+)[\"'“‘«(\[¿¡*_]*([A-ZÀ-ÖØ-ÞĀ-ſΑ-ΩΆ-Ώ0-9]))"
+# An inline bullet after the end ("... filters. * With your consent, ...": list items of a
+# table cell, joined on one line by extraction) belongs to that whitespace: the next
+# sentence starts after it.
+_AFTER_END = (
+    r"[\"'”’»)\]]*(?=([ \t\n]+(?:[*•·–-][ \t]+)?)[\"'“‘«(\[¿¡*_]*([A-ZÀ-ÖØ-ÞĀ-ſΑ-ΩΆ-Ώ0-9]))"
+)
 _BOUNDARY = re.compile(r"[.!?…]+" + _AFTER_END)
 # The same ends split by their first character: a pattern that starts with a literal is
 # searched for at C speed, one that starts with a class is tried at every position (8x
@@ -152,7 +158,7 @@ class _DocEnds:
     character that starts the next sentence, before the next end).
     """
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, whole: bool = True) -> None:
         self.text = text
         self.matches = _boundaries(text, 0, len(text))
         self.at = [m.start() for m in self.matches]
@@ -170,6 +176,16 @@ class _DocEnds:
         if not ends and e > s and not text[s].isspace() and not text[e - 1].isspace():
             return [(s, e)]  # one sentence, nothing to trim: most paragraphs and items
         return _spans(text, s, e, ends)
+
+
+class _BlockEnds:
+    """:class:`_DocEnds` one paragraph at a time (the same ends, by its docstring)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def split(self, s: int, e: int) -> list[tuple[int, int]]:
+        return split_sentences(self.text, s, e)
 
 
 def _iter_blocks(text: str) -> Iterator[tuple[int, int]]:
@@ -190,7 +206,7 @@ def plain(text: str) -> str:
 
 
 class _Segmenter:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, whole: bool = True) -> None:
         self.text = text
         self.units: list[Unit] = []
         self.headings: list[tuple[int, str]] = []  # (level, title)
@@ -198,7 +214,9 @@ class _Segmenter:
         self.lead_in: str | None = None
         self.block = 0  # index of the block (paragraph / list run) a unit belongs to
         self.blocks: list[int] = []
-        self.ends = _DocEnds(text)
+        # The whole document's sentence ends in one pass; without ``whole`` (a memo will
+        # replay most blocks) each paragraph's, when it is segmented.
+        self.ends: _DocEnds | _BlockEnds = _DocEnds(text) if whole else _BlockEnds(text)
 
     def heading(self, level: int, title: str) -> None:
         self.headings = [h for h in self.headings if h[0] < level]
@@ -237,13 +255,10 @@ class _Segmenter:
             return False
         return in_list
 
-
-def segment_with_blocks(text: str) -> tuple[list[Unit], list[int]]:
-    """Units plus, for each unit, the id of its block (paragraph or list run)."""
-    seg = _Segmenter(text)
-    in_list = False
-    line_match = _LINE.match
-    for bs, be in _iter_blocks(text):
+    def block_lines(self, bs: int, be: int, in_list: bool) -> bool:
+        """Segment the block ``text[bs:be]``; whether a list is open after it."""
+        text = self.text
+        line_match = _LINE.match
         # Group the block's lines into headings, list items and paragraphs: the pending
         # one is ``kind`` ("item", "para" or "" for none) over ``text[cs:ce]``.
         kind, cs, ce = "", 0, 0
@@ -257,20 +272,20 @@ def segment_with_blocks(text: str) -> tuple[list[Unit], list[int]]:
             if ls == le or (text[ls].isspace() and text[ls:le].isspace()):
                 pass  # a blank line
             elif (m := line_match(text, ls, le)) is not None and m.group(1) is not None:
-                in_list = seg.flush(kind, cs, ce, in_list)
+                in_list = self.flush(kind, cs, ce, in_list)
                 kind = ""
-                seg.heading(len(m.group(1)), m.group(2))
+                self.heading(len(m.group(1)), m.group(2))
                 in_list = False
                 prev_ls = -1
             elif m is not None and m.group(3) is not None and kind == "para" and cs == prev_ls:
                 # A setext underline below a one-line paragraph: that line is a heading.
-                seg.heading(1 if text[ls] == "=" else 2, text[cs:ce])
+                self.heading(1 if text[ls] == "=" else 2, text[cs:ce])
                 kind = ""
                 in_list = False
                 prev_ls = -1
             else:
                 if m is not None and m.group(3) is None:  # a list item marker
-                    in_list = seg.flush(kind, cs, ce, in_list)
+                    in_list = self.flush(kind, cs, ce, in_list)
                     kind, cs, ce = "item", m.end(), le
                 elif kind == "":
                     off = 0
@@ -284,8 +299,107 @@ def segment_with_blocks(text: str) -> tuple[list[Unit], list[int]]:
             if last:
                 break
             ls = le + 1
-        in_list = seg.flush(kind, cs, ce, in_list)
+        return self.flush(kind, cs, ce, in_list)
+
+
+def segment_with_blocks(text: str, memo: SegmentMemo | None = None) -> tuple[list[Unit], list[int]]:
+    """Units plus, for each unit, the id of its block (paragraph or list run). ``memo``: see
+    :class:`SegmentMemo` (the same result)."""
+    seg = _Segmenter(text, whole=memo is None)
+    in_list = False
+    for bs, be in _iter_blocks(text):
+        if memo is None:
+            in_list = seg.block_lines(bs, be, in_list)
+        else:
+            in_list = memo.segment_block(seg, bs, be, in_list)
     return seg.units, seg.blocks
+
+
+@dataclass(slots=True, frozen=True)
+class _Replay:
+    """What segmenting one block did, relative to where it started."""
+
+    units: tuple[tuple[str, int, int, tuple[str, ...]], ...]  # text, start, end, path
+    block_ids: tuple[int, ...]  # each unit's block id minus the id on entry
+    advance: int  # blocks opened
+    headed: bool  # it held a heading: its units' paths depend on the headings above it
+    headings: tuple[tuple[int, str], ...]  # the state on exit (``headed`` only)
+    path: tuple[str, ...]
+    lead_in: str | None
+    in_list: bool
+
+
+_Key = tuple[str, str | None, bool]
+
+
+class SegmentMemo:
+    """Blocks already segmented, for the versions of one document (consecutive versions share
+    most blocks verbatim). A block's units depend only on its text and on the state it
+    starts in - a pending lead-in, an open list and, if it holds a heading, the headings above
+    it - which are the key, so a replay is exactly what segmenting the block again gives.
+    Bounded: past ``max_entries`` blocks the tables are emptied and start over."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self.blocks: dict[_Key, _Replay] = {}
+        self.headed: dict[tuple[_Key, tuple[tuple[int, str], ...]], _Replay] = {}
+
+    def clear(self) -> None:
+        self.blocks.clear()
+        self.headed.clear()
+
+    def segment_block(self, seg: _Segmenter, bs: int, be: int, in_list: bool) -> bool:
+        key = (seg.text[bs:be], seg.lead_in, in_list)
+        got = self.blocks.get(key)
+        if got is not None and got.headed:
+            got = self.headed.get((key, tuple(seg.headings)))
+        if got is None:
+            return self._segment(seg, bs, be, in_list, key)
+        units = seg.units
+        n = len(units)
+        if got.headed:
+            for k, (t, a, b, path) in enumerate(got.units):
+                units.append(Unit(n + k, t, bs + a, bs + b, path))
+            seg.headings = list(got.headings)
+            seg.path = got.path
+        else:
+            path = seg.path
+            for k, (t, a, b, _) in enumerate(got.units):
+                units.append(Unit(n + k, t, bs + a, bs + b, path))
+        block = seg.block
+        seg.blocks.extend([block + d for d in got.block_ids])
+        seg.block = block + got.advance
+        seg.lead_in = got.lead_in
+        return got.in_list
+
+    def _segment(self, seg: _Segmenter, bs: int, be: int, in_list: bool, key: _Key) -> bool:
+        units = seg.units
+        u0, b0, above = len(units), seg.block, seg.headings
+        out = seg.block_lines(bs, be, in_list)
+        # heading() replaces the list: the same list means no heading in this block.
+        headed = seg.headings is not above
+        replay = _Replay(
+            tuple((u.text, u.start - bs, u.end - bs, u.heading_path) for u in units[u0:]),
+            tuple(b - b0 for b in seg.blocks[u0:]),
+            seg.block - b0,
+            headed,
+            tuple(seg.headings),
+            seg.path,
+            seg.lead_in,
+            out,
+        )
+        if len(self.blocks) + len(self.headed) >= self.max_entries:
+            self.clear()
+        if headed:
+            self.headed[(key, tuple(above))] = replay
+            self.blocks[key] = _HEADED
+        else:
+            self.blocks[key] = replay
+        return out
+
+
+# Marks a block text that held a heading (its replays are in SegmentMemo.headed).
+_HEADED = _Replay((), (), 0, True, (), (), None, False)
 
 
 def segment(text: str) -> list[Unit]:
