@@ -302,13 +302,9 @@ def _align(old: Sequence[str], new: Sequence[str]) -> list[tuple[int, int]]:
     """
     table: dict[str, str] = {}
     n_codes = 0
-    owners: tuple[list[int], list[int]] = ([], [])  # unit index of every encoded character
-    starts: tuple[list[int], list[int]] = ([], [])  # offset of every unit's code
-    encoded: list[str] = []
-    for units, owner, start in zip((old, new), owners, starts, strict=True):
-        parts = []
-        pos = 0
-        for idx, u in enumerate(units):
+    codes: tuple[list[str], list[str]] = ([], [])  # the code of every unit
+    for units, out in zip((old, new), codes, strict=True):
+        for u in units:
             code = table.get(u)
             if code is None:
                 weight = min(_MAX_WEIGHT, 1 + len(u) // _WEIGHT_CHARS)
@@ -316,25 +312,65 @@ def _align(old: Sequence[str], new: Sequence[str]) -> list[tuple[int, int]]:
                     weight = 1  # absurdly many distinct units: alignment stays correct, unweighted
                 code = table[u] = _codes(n_codes, weight)
                 n_codes += weight
-            parts.append(code)
-            owner.extend([idx] * len(code))
-            start.append(pos)
-            pos += len(code)
-        start.append(pos)
-        encoded.append("".join(parts))
-    a, b = encoded
-    blocks: list[tuple[int, int, int]] | None = None
+            out.append(code)
     if _differing_chars(old, new, table) <= _DMP_MAX_DIFF:
+        a, b = "".join(codes[0]), "".join(codes[1])
         dmp = diff_match_patch()
         dmp.Diff_Timeout = ALIGN_TIMEOUT
         deadline = time.time() + ALIGN_TIMEOUT
         diffs = dmp.diff_main(a, b, False, deadline)
         if time.time() < deadline:
-            blocks = _dmp_blocks(diffs)
-    if blocks is None:
-        sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
-        blocks = [(m.a, m.b, m.size) for m in sm.get_matching_blocks()]
-    return _equal_pairs(blocks, owners, starts, table, old)
+            return _equal_pairs(_dmp_blocks(diffs), codes)
+    return [(i + t, j + t) for i, j, n in _matching_runs(codes[0], codes[1]) for t in range(n)]
+
+
+def _matching_runs(a: Sequence[str], b: Sequence[str]) -> list[tuple[int, int, int]]:
+    """``difflib.SequenceMatcher(None, "".join(a), "".join(b), autojunk=False)``'s matching
+    blocks, computed on the codes instead of their characters: ``(i, j, n)`` for units
+    ``a[i:i + n] == b[j:j + n]``, sorted.
+
+    The same blocks: a code's characters occur in no other code, so a longest matching block
+    of the characters (maximal, in a window whose ends are unit ends) always starts and ends
+    at unit ends, and the characters' dynamic programme is this one with each unit's weight
+    (its code's length) for length; the blocks difflib prefers among equally long ones (the
+    earliest in ``a``, then in ``b``) are also first here, as units and characters come in
+    the same order. One step per unit instead of one per character (a unit weighs up to
+    six): most of the time of aligning a rewritten policy."""
+    b2j: dict[str, list[int]] = {}
+    for j, code in enumerate(b):
+        b2j.setdefault(code, []).append(j)
+    # weight of a[i:k] = size[k] - size[i]
+    size = [0, *itertools.accumulate(map(len, a))]
+    nothing: list[int] = []
+    blocks: list[tuple[int, int, int]] = []
+    queue = [(0, len(a), 0, len(b))]
+    while queue:
+        alo, ahi, blo, bhi = queue.pop()
+        # difflib's find_longest_match (without junk), per unit: j2len[j] is the number of
+        # units of the matching run ending at a[i - 1], b[j].
+        besti, bestj, bestn, best = alo, blo, 0, 0
+        j2len: dict[int, int] = {}
+        for i in range(alo, ahi):
+            j2lenget = j2len.get
+            newj2len: dict[int, int] = {}
+            for j in b2j.get(a[i], nothing):
+                if j < blo:
+                    continue
+                if j >= bhi:
+                    break
+                n = newj2len[j] = j2lenget(j - 1, 0) + 1
+                weight = size[i + 1] - size[i + 1 - n]
+                if weight > best:
+                    besti, bestj, bestn, best = i - n + 1, j - n + 1, n, weight
+            j2len = newj2len
+        if bestn:
+            blocks.append((besti, bestj, bestn))
+            if alo < besti and blo < bestj:
+                queue.append((alo, besti, blo, bestj))
+            if besti + bestn < ahi and bestj + bestn < bhi:
+                queue.append((besti + bestn, ahi, bestj + bestn, bhi))
+    blocks.sort()
+    return blocks
 
 
 # The code characters in order (see _char), sliced for the weighted codes of the first units:
@@ -380,17 +416,26 @@ def _dmp_blocks(diffs: Sequence[tuple[int, str]]) -> list[tuple[int, int, int]]:
 
 
 def _equal_pairs(
-    blocks: Sequence[tuple[int, int, int]],
-    owners: tuple[list[int], list[int]],
-    starts: tuple[list[int], list[int]],
-    table: dict[str, str],
-    old: Sequence[str],
+    blocks: Sequence[tuple[int, int, int]], codes: tuple[list[str], list[str]]
 ) -> list[tuple[int, int]]:
     # A unit is equal only when all its characters matched the same new unit; a partial match
     # (possible between repeated identical units) counts as delete + insert. Matched characters
     # are counted per run of one old and one new unit, not one by one.
+    owners: list[list[int]] = []  # unit index of every encoded character
+    starts: list[list[int]] = []  # offset of every unit's code, and the end
+    for side in codes:
+        owner: list[int] = []
+        start = [0]
+        pos = 0
+        for idx, code in enumerate(side):
+            owner.extend([idx] * len(code))
+            pos += len(code)
+            start.append(pos)
+        owners.append(owner)
+        starts.append(start)
     owner_a, owner_b = owners
     start_a, start_b = starts
+    old_codes = codes[0]
     matched: dict[tuple[int, int], int] = {}
     for p, q, n in blocks:
         end = p + n
@@ -400,7 +445,7 @@ def _equal_pairs(
             matched[i, j] = matched.get((i, j), 0) + run
             p += run
             q += run
-    return [(i, j) for (i, j), n in matched.items() if n == len(table[old[i]])]
+    return [(i, j) for (i, j), n in matched.items() if n == len(old_codes[i])]
 
 
 def _words(text: str) -> list[str]:

@@ -18,7 +18,7 @@ import operator
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import soupsieve
 from bs4 import BeautifulSoup
@@ -27,7 +27,13 @@ from bs4.element import NavigableString, Tag
 from monitor.errors import ExtractError
 from monitor.models import Extracted
 
-__all__ = ["extract_html", "extract_markdown", "normalise_text", "suspect_reason"]
+__all__ = [
+    "MarkdownMemo",
+    "extract_html",
+    "extract_markdown",
+    "normalise_text",
+    "suspect_reason",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Text normalisation
@@ -576,15 +582,73 @@ _MD_TRAILING_BACKSLASH = re.compile(r"\\ ")
 _group1 = operator.itemgetter(1)  # C-level, unlike expanding an r"\1" template
 
 
-def extract_markdown(md: str) -> Extracted:
+class MarkdownMemo:
+    """What :func:`extract_markdown` reuses between the versions of one document: the inline
+    conversion of each paragraph, heading, cell and table row by its source, and the
+    normalisation of each block by its text. Both are pure functions of their text, and consecutive versions
+    share most of them verbatim. Bounded: past ``max_entries`` texts, a table is emptied and
+    starts over."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self.inline: dict[str, str] = {}
+        self.rows: dict[str, str] = {}  # table rows, by their line
+        self.blocks: dict[str, str] = {}
+
+    def inline_of(self, source: str) -> str:
+        got = self.inline.get(source)
+        if got is None:
+            got = self.inline[source] = _md_inline(source)
+        return got
+
+    def row_of(self, line: str) -> str:
+        got = self.rows.get(line)
+        if got is None:
+            got = self.rows[line] = _md_table_row(line, self.inline_of)
+        return got
+
+    def normalised(self, blocks: list[str]) -> str:
+        """``normalise_text("\n\n".join(blocks))``, block by block (see _per_block)."""
+        memo = self.blocks
+        if len(memo) >= self.max_entries:
+            memo.clear()
+        out: list[str] = []
+        for block in blocks:
+            got = memo.get(block)
+            if got is None:
+                got = memo[block] = normalise_text(block)
+            if got:
+                out.append(got)
+        return "\n\n".join(out)
+
+
+# Characters that make or are line breaks for normalise_text.
+_BREAKS = re.compile("[\n\r\u2028\u2029]")
+
+
+def _per_block(blocks: list[str]) -> bool:
+    """Whether the normalisation of the blocks joined by blank lines is that of each block,
+    the empty ones left out: when no block holds a line break, every step of normalise_text
+    stays inside a line (NFC composes nothing across a newline), and the blank lines around
+    a block that normalises to nothing collapse into one."""
+    return not any(map(_BREAKS.search, blocks))
+
+
+def extract_markdown(md: str, memo: MarkdownMemo | None = None) -> Extracted:
     """Convert Open Terms Archive Markdown into the same block text as :func:`extract_html`.
 
     Headings (ATX and setext) become ``#`` blocks, list items ``- `` blocks (nested by
     indentation), table rows ``a | b``; links keep their text only; images, rules, ``- - -``
     document separators, HTML tags and emphasis markers disappear; escapes are unescaped.
+
+    ``memo``: kept between the versions of one document (see :class:`MarkdownMemo`), so
+    that only what a version changed is converted again. The same result.
     """
-    blocks = _md_blocks(md)
-    text = normalise_text("\n\n".join(blocks))
+    blocks = _md_blocks(md, memo)
+    if memo is not None and _per_block(blocks):
+        text = memo.normalised(blocks)
+    else:
+        text = normalise_text("\n\n".join(blocks))
     title = None
     for block in blocks:
         if block.startswith("# "):
@@ -593,7 +657,16 @@ def extract_markdown(md: str) -> Extracted:
     return Extracted(text=text, title=title, effective_date=_find_effective_date(text))
 
 
-def _md_blocks(md: str) -> list[str]:
+def _md_blocks(md: str, memo: MarkdownMemo | None = None) -> list[str]:
+    inline: Callable[[str], str]
+    if memo is None:
+        inline = _md_inline
+    else:
+        for table in (memo.inline, memo.rows):
+            if len(table) >= memo.max_entries:
+                table.clear()
+        inline = memo.inline_of
+
     blocks: list[str] = []
     para: list[str] = []
     prefix = ""  # the list marker of the block in ``para``, or "" for a paragraph
@@ -603,7 +676,7 @@ def _md_blocks(md: str) -> list[str]:
     def flush() -> None:
         nonlocal prefix
         if para:
-            text = _md_inline(" ".join(para))
+            text = inline(" ".join(para))
             if text:
                 blocks.append(prefix + text)
             para.clear()
@@ -629,7 +702,7 @@ def _md_blocks(md: str) -> list[str]:
                 continue
         first = stripped[0]
         if first in "=-" and para and not prefix and _MD_SETEXT.match(stripped):
-            heading = _md_inline(" ".join(para))
+            heading = inline(" ".join(para))
             para.clear()
             if heading:
                 blocks.append(("# " if first == "=" else "## ") + heading)
@@ -642,7 +715,7 @@ def _md_blocks(md: str) -> list[str]:
             m = _MD_ATX.match(stripped)
             if m:
                 flush()
-                heading = _md_inline(m.group(2) or "")
+                heading = inline(m.group(2) or "")
                 if heading:
                     blocks.append("#" * len(m.group(1)) + " " + heading)
                 list_indents.clear()
@@ -650,7 +723,7 @@ def _md_blocks(md: str) -> list[str]:
         if first == "|":
             flush()
             if not _MD_TABLE_SEP.match(stripped):
-                row = _md_table_row(stripped)
+                row = _md_table_row(stripped, inline) if memo is None else memo.row_of(stripped)
                 if row:
                     blocks.append(row)
             continue
@@ -678,13 +751,13 @@ def _md_blocks(md: str) -> list[str]:
     return blocks
 
 
-def _md_table_row(line: str) -> str:
+def _md_table_row(line: str, inline: Callable[[str], str]) -> str:
     line = line.strip()
     if line.startswith("|"):
         line = line[1:]
     if line.endswith("|") and not line.endswith("\\|"):
         line = line[:-1]
-    cells = (_md_inline(c) for c in _MD_TABLE_SPLIT.split(line))
+    cells = (inline(c) for c in _MD_TABLE_SPLIT.split(line))
     return " | ".join(c for c in cells if c)
 
 

@@ -596,3 +596,41 @@ def test_counts_path_and_memo_give_the_full_diffs_counts(seed: int) -> None:
             assert diff_units(prev_memo, memoised, memo=memo).counts() == want
         prev_plain, prev_memo = plain, memoised
         assert len(memo.blocks) <= 7 and len(memo.words) <= 7
+
+
+def test_unit_matching_runs_are_difflibs_blocks_of_the_codes() -> None:
+    # _matching_runs replaces difflib over the encoded characters (the rewrite path of the
+    # alignment): the same blocks, repeated units and ties included.
+    import difflib
+
+    rng = random.Random(5)
+    lengths = [rng.randint(1, 300) for _ in range(12)]
+    for _ in range(400):
+        vocab = rng.sample(range(12), rng.randint(1, 5))
+        a = [rng.choice(vocab) for _ in range(rng.randint(0, 40))]
+        b = [rng.choice(vocab) for _ in range(rng.randint(0, 40))]
+        table: dict[int, str] = {}
+        n = 0
+        codes: tuple[list[str], list[str]] = ([], [])
+        for units, out in zip((a, b), codes, strict=True):
+            for u in units:
+                if u not in table:
+                    weight = min(diff_module._MAX_WEIGHT, 1 + lengths[u] // 40)
+                    table[u] = diff_module._codes(n, weight)
+                    n += weight
+                out.append(table[u])
+        sm = difflib.SequenceMatcher(None, "".join(codes[0]), "".join(codes[1]), autojunk=False)
+        want = [(m.a, m.b, m.size) for m in sm.get_matching_blocks() if m.size]
+        offsets = [list(itertools.accumulate(map(len, side), initial=0)) for side in codes]
+        got = [
+            (offsets[0][i], offsets[1][j], offsets[0][i + k] - offsets[0][i])
+            for i, j, k in diff_module._matching_runs(*codes)
+        ]
+        # difflib merges adjacent blocks; so does this comparison
+        merged: list[tuple[int, int, int]] = []
+        for i, j, k in got:
+            if merged and merged[-1][0] + merged[-1][2] == i and merged[-1][1] + merged[-1][2] == j:
+                merged[-1] = (merged[-1][0], merged[-1][1], merged[-1][2] + k)
+            else:
+                merged.append((i, j, k))
+        assert merged == want, (a, b)

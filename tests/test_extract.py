@@ -623,3 +623,25 @@ def test_a_number_404_in_a_heading_is_not_an_error_page() -> None:
     assert suspect_reason(extracted, status=200, previous_text=None) is None
     error = extract_html("<main><h1>Error 404</h1><p>The page you asked for is gone.</p></main>")
     assert suspect_reason(error, status=200, previous_text=None) is not None
+
+
+def test_markdown_memo_gives_the_same_extraction() -> None:
+    # MarkdownMemo normalises block by block: the same text as normalising the joined
+    # blocks, spaces, invisible characters, combining marks and empty blocks included.
+    import random
+
+    from monitor.extract import MarkdownMemo
+
+    rng = random.Random(3)
+    pieces = ["a", "B", " ", "  ", "- ", "\u00a0", "\t", "\u200b", "\u00ad", "e\u0301", "\u0301"]
+    pieces += ["\u0327", "#", "\u3000", "\ufeff", "*x*", "[l](u)", "&amp;", "\\*", "|"]
+    memo = MarkdownMemo()
+    for _ in range(2000):
+        lines = []
+        for _ in range(rng.randint(1, 8)):
+            line = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+            lines.append(rng.choice(["", "# ", "- ", "  - ", "1. "]) + line)
+            if rng.random() < 0.4:
+                lines.append("")
+        md = "\n".join(lines)
+        assert extract_markdown(md, memo) == extract_markdown(md), md

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import monitor
-from monitor.analyse.cache import PLAIN, AnalysisCache
+from monitor.analyse.cache import PLAIN, AnalysisCache, gate_hits
 from monitor.analyse.engine import (
     ALL_BITS,
     Assessment,
@@ -215,9 +215,13 @@ class _Doc:
     lower-case them themselves (once per distinct token, cached across documents).
     """
 
-    def __init__(self, text: str, units: list[Unit]) -> None:
+    def __init__(self, text: str, units: list[Unit], cache: AnalysisCache | None = None) -> None:
         self.text = text
         self.units = units
+        # With a cache, a unit's token facts (bits, literals, whether a pack's prefilter
+        # hits it) are memoised by its text across the versions of the document, and the
+        # unit is not split into tokens again.
+        self.cache = cache
         self._bits: dict[tuple[int, int], int] = {}
         self._lits: dict[tuple[int, int], frozenset[int]] = {}
 
@@ -268,7 +272,15 @@ class _Doc:
         key = (id(gate), i)
         got = self._bits.get(key)
         if got is None:
-            got = self._bits[key] = gate.mask(self.unit_tokens[i])
+            if self.cache is not None:
+                table = self.cache.unit_table("bits", gate)
+                text = self.units[i].text
+                got = table.get(text)
+                if got is None:
+                    got = table[text] = gate.mask(text.split())
+            else:
+                got = gate.mask(self.unit_tokens[i])
+            self._bits[key] = got
         return got
 
     def unit_lits(self, index: LiteralIndex | None, i: int) -> Lits:
@@ -278,7 +290,15 @@ class _Doc:
         key = (id(index), i)
         got = self._lits.get(key)
         if got is None:
-            got = self._lits[key] = index.mask(self.unit_tokens[i])
+            if self.cache is not None:
+                table = self.cache.unit_table("lits", index)
+                text = self.units[i].text
+                got = table.get(text)
+                if got is None:
+                    got = table[text] = index.mask(text.split())
+            else:
+                got = index.mask(self.unit_tokens[i])
+            self._lits[key] = got
         return got
 
 
@@ -301,6 +321,22 @@ def _candidates(packs: Sequence[RulePack], doc: _Doc) -> list[list[tuple[int, in
             out[k] = [(i, ALL_BITS) for i in _scan_candidates(pack.prefilter, doc)]
         else:
             sound.append(k)
+    if sound and doc.cache is not None:
+        # Unit by unit, memoised by the unit's text: its bits for a gate are the OR of its
+        # tokens' (what classifying the document's vocabulary gives below), and it holds a
+        # trigger token of pack k exactly when they include k's "pre" bits.
+        group = gate_group(tuple(g for k in sound if (g := packs[k].gate) is not None))
+        pres = tuple(g.masks["pre"] for g in group.gates)
+        table = doc.cache.unit_table("hits", group)
+        for i, u in enumerate(units):
+            hit = table.get(u.text)
+            if hit is None:
+                hit = table[u.text] = gate_hits(group.gates, pres, u.text)
+            if hit:
+                for k, bits in zip(sound, hit, strict=True):
+                    if bits:
+                        out[k].append((i, bits))
+        return out
     gated: list[tuple[int, set[str], dict[str, int]]] = []
     if sound:
         gates = tuple(g for k in sound if (g := packs[k].gate) is not None)
@@ -436,7 +472,7 @@ def analyse_text(
         return lg
 
     findings: list[Finding] = []
-    doc = _Doc(text, units)
+    doc = _Doc(text, units, cache)
     for pack, cands in zip(packs, _candidates(packs, doc), strict=True):
         if pack.engine == "ai_training":
             gate = pack.gate

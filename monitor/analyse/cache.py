@@ -37,11 +37,11 @@ from monitor.analyse.engine import (
     mentions_training,
 )
 from monitor.analyse.lang import detect_language
-from monitor.analyse.rules import GatedMatcher, Lits, Rule, RulePack
+from monitor.analyse.rules import GatedMatcher, Lits, Rule, RulePack, TokenGate
 from monitor.analyse.segment import SegmentMemo, segment_with_blocks
 from monitor.models import Span, Unit
 
-__all__ = ["PLAIN", "AnalysisCache"]
+__all__ = ["PLAIN", "AnalysisCache", "gate_hits"]
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -91,6 +91,8 @@ class AnalysisCache:
         self._memo: dict[tuple[Any, ...], Any] = {}
         # Objects whose id is part of a key, kept alive so that the id is not reused.
         self._keep: dict[int, object] = {}
+        # unit_table's memos, by (kind, id of the owner)
+        self._tables: dict[tuple[str, int], dict[str, Any]] = {}
         # Blocks, not units: segmentation is the one step that is not per unit.
         self._segments = SegmentMemo()
         self.hits = 0
@@ -101,6 +103,7 @@ class AnalysisCache:
 
     def clear(self) -> None:
         self._memo.clear()
+        self._tables.clear()
         self._keep.clear()
         self._segments.clear()
 
@@ -162,3 +165,29 @@ class AnalysisCache:
     def eval_generic(self, rule: Rule, text: str, lits: Lits = None) -> list[Span] | None:
         key = ("generic", self._id(rule), text, lits)
         return self._memoised(key, lambda: eval_generic(rule, text, lits))
+
+    # --- a unit's token facts: pure functions of its text, asked for every version --------
+
+    def unit_table(self, kind: str, owner: object) -> dict[str, Any]:
+        """The memo of one pure computation over a unit's text with ``owner`` (a gate, a
+        literal index), keyed by the text, that the caller reads and fills itself: its hits
+        are a unit of every version each, too many for a method call apiece. Emptied when
+        it has ``max_entries`` texts (checked here, once per document version)."""
+        key = (kind, self._id(owner))
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = {}
+        elif len(table) >= self.max_entries:
+            table.clear()
+        return table
+
+
+def gate_hits(gates: tuple[TokenGate, ...], pres: tuple[int, ...], text: str) -> tuple[int, ...]:
+    """For each of ``gates``, the token bits of ``text`` when they include its ``pres`` bits
+    (the unit is a candidate of that gate's pack), else 0; ``()`` when none does."""
+    tokens = text.split()
+    out = []
+    for gate, pre in zip(gates, pres, strict=True):
+        bits = gate.mask(tokens)
+        out.append(bits if bits & pre else 0)
+    return tuple(out) if any(out) else ()
