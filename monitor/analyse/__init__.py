@@ -13,7 +13,7 @@ import functools
 import operator
 import re
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
@@ -269,36 +269,38 @@ class _Doc:
         """Token bits of unit ``i`` for ``gate``."""
         if gate is None:
             return ALL_BITS
-        key = (id(gate), i)
-        got = self._bits.get(key)
-        if got is None:
-            if self.cache is not None:
-                table = self.cache.unit_table("bits", gate)
-                text = self.units[i].text
-                got = table.get(text)
-                if got is None:
-                    got = table[text] = gate.mask(text.split())
-            else:
-                got = gate.mask(self.unit_tokens[i])
-            self._bits[key] = got
+        got: int = self._unit_fact(self._bits, "bits", gate, gate.mask, i)
         return got
 
     def unit_lits(self, index: LiteralIndex | None, i: int) -> Lits:
         """Literals of unit ``i`` in ``index`` (see :class:`TermSet`)."""
         if index is None:
             return None
-        key = (id(index), i)
-        got = self._lits.get(key)
+        got: frozenset[int] = self._unit_fact(self._lits, "lits", index, index.mask, i)
+        return got
+
+    def _unit_fact(
+        self,
+        mine: dict[tuple[int, int], Any],
+        kind: str,
+        owner: object,
+        compute: Callable[[list[str]], Any],
+        i: int,
+    ) -> Any:
+        """``compute(tokens of unit i)``, memoised for this document and, with a cache, by
+        the unit's text across the document's versions."""
+        key = (id(owner), i)
+        got = mine.get(key)
         if got is None:
             if self.cache is not None:
-                table = self.cache.unit_table("lits", index)
+                table = self.cache.unit_table(kind, owner)
                 text = self.units[i].text
                 got = table.get(text)
                 if got is None:
-                    got = table[text] = index.mask(text.split())
+                    got = table[text] = compute(text.split())
             else:
-                got = index.mask(self.unit_tokens[i])
-            self._lits[key] = got
+                got = compute(self.unit_tokens[i])
+            mine[key] = got
         return got
 
 
