@@ -652,6 +652,12 @@ def decide_alerts(
         and c.consent != Consent.OPT_IN
         and not _opt_out_for(c, existing)
     ]
+    if _translated(prev, new):
+        # The archive now holds the policy in another language: its clauses match none of the
+        # old ones word for word, but a policy that disclosed training under this regime (or
+        # a weaker one) says nothing new by saying it in French. A translation with a
+        # weaker regime is not one of these: its clauses alert as added.
+        added = []
     folded_into, folded = _fold_opt_outs(added)
     for clause in added:
         if clause.unit_index in folded:
@@ -748,6 +754,19 @@ def decide_alerts(
             )
         )
     return out
+
+
+def _translated(prev: Analysis | None, new: Analysis) -> bool:
+    """``new`` is ``prev`` in another language, and disclosed training under no weaker
+    regime than ``prev`` did."""
+    return (
+        prev is not None
+        and "und" not in (prev.lang, new.lang)
+        and prev.lang != new.lang
+        and prev.ai_training
+        and new.ai_training
+        and new.consent.strength >= prev.consent.strength
+    )
 
 
 def _same_training_state(prev: Analysis, new: Analysis) -> bool:

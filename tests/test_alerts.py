@@ -122,6 +122,22 @@ def test_opt_out_added_for_training_already_disclosed_is_not_new_training() -> N
     assert (d.type, d.severity) == (AlertType.AI_TRAINING_ADDED, "medium")
 
 
+POSTS_FR = "Nous pouvons utiliser vos publications pour entraîner nos modèles d'IA."
+
+
+def test_the_same_policy_in_another_language_is_not_new_training() -> None:
+    prev = analysis(finding(POSTS))
+    french = replace(analysis(finding(POSTS_FR, lang="fr")), lang="fr")
+    assert decide_alerts(prev, french, first_version=False) == []
+    # In the same language the clause is new; and a translation that drops the opt-out the
+    # old policy gave still alerts, as training without any choice.
+    [d] = decide_alerts(prev, analysis(finding(POSTS_FR)), first_version=False)
+    assert d.type == AlertType.AI_TRAINING_ADDED
+    opted = analysis(finding(POSTS, consent="opt_out"))
+    [d] = decide_alerts(opted, french, first_version=False)
+    assert d.type == AlertType.AI_TRAINING_ADDED and d.severity == "high"
+
+
 def test_added_with_opt_in_does_not_alert() -> None:
     text = "With your consent, we use your posts to train AI models."
     assert (
