@@ -4,7 +4,7 @@ The files are data, written by hand against /work/shared/LABELLING.md; these tes
 format and the invariants that LABELLING.md makes mechanical (consent n/a iff no training,
 alert derived from training and consent), plus the shape of the dev/test split and of the third
 development set (labels_dev3.jsonl, modelled on real policy phrasings in six languages) and of the
-blind rounds labels_dev4.jsonl and labels_dev5.jsonl.
+blind rounds labels_dev4.jsonl, labels_dev5.jsonl and labels_dev6.jsonl.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ HALVES = ("dev", "test")
 DEV3 = "dev3"
 DEV4 = "dev4"
 DEV5 = "dev5"
+DEV6 = "dev6"
 # Every file whose format is checked; labels_dev2.jsonl only takes part in the id and text
 # uniqueness checks (its ids have their own "<lang>-d2-NNN" form).
-CHECKED = (*HALVES, DEV3, DEV4, DEV5)
+CHECKED = (*HALVES, DEV3, DEV4, DEV5, DEV6)
 DEV3_LANGS = ("en", "fr", "de", "es", "it", "nl")
 
 LANGS = {"en", "fr", "de", "es", "it", "nl", "pl", "el"}
@@ -81,6 +82,11 @@ def dev4(halves: dict[str, list[Unit]]) -> list[Unit]:
 @pytest.fixture(scope="module")
 def dev5(halves: dict[str, list[Unit]]) -> list[Unit]:
     return halves[DEV5]
+
+
+@pytest.fixture(scope="module")
+def dev6(halves: dict[str, list[Unit]]) -> list[Unit]:
+    return halves[DEV6]
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +231,7 @@ LATER_SETS = {
     DEV3: (5000, DEV3_LANGS),
     DEV4: (6000, tuple(sorted(LANGS))),
     DEV5: (7000, DEV3_LANGS),
+    DEV6: (8000, DEV3_LANGS),
 }
 
 
@@ -296,3 +303,17 @@ def test_dev5_size_language_mix_and_hard_negatives(dev5: list[Unit]) -> None:
         assert langs[lang] >= 30, (lang, langs[lang])
     hard = sum(u["kind"] == "hard_negative" for u in dev5)
     assert hard / len(dev5) >= 1 / 3
+
+
+# --------------------------------------------------------------------------- labels_dev6.jsonl
+
+
+def test_dev6_size_language_mix_and_hard_negatives(dev6: list[Unit]) -> None:
+    assert len(dev6) >= 120
+    langs = Counter(u["lang"] for u in dev6)
+    assert set(langs) == set(DEV3_LANGS)
+    assert 1 - langs["en"] / len(dev6) >= 0.80
+    for lang in DEV3_LANGS[1:]:
+        assert langs[lang] >= 20, (lang, langs[lang])
+    hard = sum(u["kind"] == "hard_negative" for u in dev6)
+    assert hard / len(dev6) >= 1 / 3
