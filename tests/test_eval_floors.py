@@ -69,6 +69,7 @@ DEV_SETS = (
     "labels_dev3.jsonl",
     "labels_dev4.jsonl",
     "labels_dev5.jsonl",
+    "labels_dev6.jsonl",
 )
 
 
