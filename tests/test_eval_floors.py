@@ -70,6 +70,7 @@ DEV_SETS = (
     "labels_dev4.jsonl",
     "labels_dev5.jsonl",
     "labels_dev6.jsonl",
+    "labels_dev7.jsonl",
 )
 
 

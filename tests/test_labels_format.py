@@ -4,7 +4,8 @@ The files are data, written by hand against /work/shared/LABELLING.md; these tes
 format and the invariants that LABELLING.md makes mechanical (consent n/a iff no training,
 alert derived from training and consent), plus the shape of the dev/test split and of the third
 development set (labels_dev3.jsonl, modelled on real policy phrasings in six languages) and of the
-blind rounds labels_dev4.jsonl, labels_dev5.jsonl and labels_dev6.jsonl.
+blind rounds labels_dev4.jsonl, labels_dev5.jsonl and labels_dev6.jsonl, and of the English-only
+labels_dev7.jsonl (modelled on the wording of policies outside the corpus).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ DEV3 = "dev3"
 DEV4 = "dev4"
 DEV5 = "dev5"
 DEV6 = "dev6"
+DEV7 = "dev7"
 # Every file whose format is checked; labels_dev2.jsonl only takes part in the id and text
 # uniqueness checks (its ids have their own "<lang>-d2-NNN" form).
-CHECKED = (*HALVES, DEV3, DEV4, DEV5, DEV6)
+CHECKED = (*HALVES, DEV3, DEV4, DEV5, DEV6, DEV7)
 DEV3_LANGS = ("en", "fr", "de", "es", "it", "nl")
 
 LANGS = {"en", "fr", "de", "es", "it", "nl", "pl", "el"}
@@ -87,6 +89,11 @@ def dev5(halves: dict[str, list[Unit]]) -> list[Unit]:
 @pytest.fixture(scope="module")
 def dev6(halves: dict[str, list[Unit]]) -> list[Unit]:
     return halves[DEV6]
+
+
+@pytest.fixture(scope="module")
+def dev7(halves: dict[str, list[Unit]]) -> list[Unit]:
+    return halves[DEV7]
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +239,7 @@ LATER_SETS = {
     DEV4: (6000, tuple(sorted(LANGS))),
     DEV5: (7000, DEV3_LANGS),
     DEV6: (8000, DEV3_LANGS),
+    DEV7: (9000, ("en",)),
 }
 
 
@@ -258,6 +266,8 @@ def test_later_sets_every_language_covers_regimes_and_negation(
 ) -> None:
     for lang in LATER_SETS[name][1]:
         units = [u for u in halves[name] if u["lang"] == lang]
+        # a one-language set (dev7) names only that language: it must be present
+        assert units, (name, lang)
         seen = {u["consent"] for u in units if u["ai_training"]}
         assert {"opt_in", "opt_out", "none"} <= seen, (lang, seen)
         assert any(u["negated"] and u["ai_training"] for u in units), lang
@@ -317,3 +327,14 @@ def test_dev6_size_language_mix_and_hard_negatives(dev6: list[Unit]) -> None:
         assert langs[lang] >= 20, (lang, langs[lang])
     hard = sum(u["kind"] == "hard_negative" for u in dev6)
     assert hard / len(dev6) >= 1 / 3
+
+
+# --------------------------------------------------------------------------- labels_dev7.jsonl
+
+
+def test_dev7_size_language_and_hard_negatives(dev7: list[Unit]) -> None:
+    assert len(dev7) >= 80
+    assert {u["lang"] for u in dev7} == {"en"}
+    hard = sum(u["kind"] == "hard_negative" for u in dev7)
+    assert hard / len(dev7) >= 0.5
+    assert sum(u["kind"] == "positive" for u in dev7) >= 30

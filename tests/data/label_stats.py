@@ -13,7 +13,7 @@ from typing import Any
 DATA = Path(__file__).resolve().parent
 HALVES = ("dev", "test")
 # Further development sets, each with its own table.
-EXTRA = ("dev2", "dev3", "dev4", "dev5", "dev6")
+EXTRA = ("dev2", "dev3", "dev4", "dev5", "dev6", "dev7")
 LANGS = ("en", "fr", "de", "es", "it", "nl", "pl", "el")
 KINDS = ("positive", "hard_negative", "negative")
 CONSENTS = ("opt_in", "opt_out", "none", "n/a")
