@@ -133,7 +133,14 @@ def main() -> int:
     print(host.describe())
     folder = Path(tempfile.mkdtemp(prefix="bench-import-"))
     if args.stages:
-        stages(folder)
+        # In a child process: run here, it would leave the packs' token and pattern caches
+        # warm for the import below (its workers inherit them), which then looks ~25 % faster
+        # than a fresh `policy-monitor import` is.
+        import multiprocessing
+
+        child = multiprocessing.get_context("fork").Process(target=stages, args=(folder,))
+        child.start()
+        child.join()
     db = args.keep or folder / "bench.db"
     if db.exists():
         sys.exit(f"{db} exists; pass a new path")
