@@ -595,6 +595,12 @@ class MarkdownMemo:
         self.rows: dict[str, str] = {}  # table rows, by their line
         self.blocks: dict[str, str] = {}
 
+    def trim(self) -> None:
+        """Empty the tables that have ``max_entries`` texts (once per version, not per text)."""
+        for table in (self.inline, self.rows, self.blocks):
+            if len(table) >= self.max_entries:
+                table.clear()
+
     def inline_of(self, source: str) -> str:
         got = self.inline.get(source)
         if got is None:
@@ -610,8 +616,6 @@ class MarkdownMemo:
     def normalised(self, blocks: list[str]) -> str:
         """``normalise_text("\n\n".join(blocks))``, block by block (see _per_block)."""
         memo = self.blocks
-        if len(memo) >= self.max_entries:
-            memo.clear()
         out: list[str] = []
         for block in blocks:
             got = memo.get(block)
@@ -644,6 +648,8 @@ def extract_markdown(md: str, memo: MarkdownMemo | None = None) -> Extracted:
     ``memo``: kept between the versions of one document (see :class:`MarkdownMemo`), so
     that only what a version changed is converted again. The same result.
     """
+    if memo is not None:
+        memo.trim()
     blocks = _md_blocks(md, memo)
     if memo is not None and _per_block(blocks):
         text = memo.normalised(blocks)
@@ -658,14 +664,7 @@ def extract_markdown(md: str, memo: MarkdownMemo | None = None) -> Extracted:
 
 
 def _md_blocks(md: str, memo: MarkdownMemo | None = None) -> list[str]:
-    inline: Callable[[str], str]
-    if memo is None:
-        inline = _md_inline
-    else:
-        for table in (memo.inline, memo.rows):
-            if len(table) >= memo.max_entries:
-                table.clear()
-        inline = memo.inline_of
+    inline: Callable[[str], str] = _md_inline if memo is None else memo.inline_of
 
     blocks: list[str] = []
     para: list[str] = []

@@ -41,6 +41,8 @@ from monitor.models import Outcome
 from monitor.store import Store, iso, utcnow
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from monitor.fetch import Fetcher
@@ -384,20 +386,28 @@ class Daemon:
                 self._remove_signals()
         log.info("daemon stopped after %d check(s)", self.checks)
 
-    def _write_missing_pages(self) -> None:
-        # Pages are otherwise written when a check raises an alert: a new reports directory,
-        # an `import` or a run that stopped before publishing would leave the alerts that
-        # exist without pages (and the index and feed stale) until the next alert.
+    def _write_pages(self, alert_ids: list[int]) -> list[Path]:
+        """The pages of ``alert_ids`` and of every alert without one, the index and the feed
+        (see :func:`monitor.pages.write_alert_pages`); a failure is logged, not raised."""
         from monitor import pages
 
         assert self._store is not None
         try:
-            written = pages.write_alert_pages(
-                self._store, self.config.reports_path, alert_ids=[], base_url=self.config.base_url
+            return pages.write_alert_pages(
+                self._store,
+                self.config.reports_path,
+                alert_ids=alert_ids,
+                base_url=self.config.base_url,
             )
         except Exception:  # a page bug must not stop the watch
-            log.exception("writing the missing alert pages failed")
-            return
+            log.exception("writing alert pages failed")
+            return []
+
+    def _write_missing_pages(self) -> None:
+        # Pages are otherwise written when a check raises an alert: a new reports directory,
+        # an `import` or a run that stopped before publishing would leave the alerts that
+        # exist without pages (and the index and feed stale) until the next alert.
+        written = self._write_pages([])
         log.info("alert pages: %d written in %s", len(written), self.config.reports_path)
 
     def stop(self) -> None:
@@ -714,7 +724,7 @@ class Daemon:
         return self._browser
 
     def _after_check(self, doc: DocumentConfig, result: CheckResult, started: dt.datetime) -> None:
-        from monitor import health, pages
+        from monitor import health
 
         assert self._store is not None and self._pipeline is not None
         mail = bool(result.alerts)
@@ -725,15 +735,7 @@ class Daemon:
             log.exception("health decision for %s failed", doc.doc_id)
         if self._pipeline.new_alerts:
             ids, self._pipeline.new_alerts = self._pipeline.new_alerts, []
-            try:
-                pages.write_alert_pages(
-                    self._store,
-                    self.config.reports_path,
-                    alert_ids=ids,
-                    base_url=self.config.base_url,
-                )
-            except Exception:
-                log.exception("writing alert pages failed")
+            self._write_pages(ids)
         self._reschedule_after(doc, result, started)
         if mail:
             self._spawn(self._outbox())

@@ -158,7 +158,7 @@ class _DocEnds:
     character that starts the next sentence, before the next end).
     """
 
-    def __init__(self, text: str, whole: bool = True) -> None:
+    def __init__(self, text: str) -> None:
         self.text = text
         self.matches = _boundaries(text, 0, len(text))
         self.at = [m.start() for m in self.matches]
