@@ -1,4 +1,9 @@
-"""Labels of real corpus units (tests/data/labels_corpus.jsonl, see LABELS.md).
+"""Labels of real policy units, addressed in place (see LABELS.md).
+
+Two sources: ``labels_corpus.jsonl`` (units of ``../shared/corpus``) and
+``labels_external.jsonl`` (units of real policies *outside* the corpus - Open Terms Archive,
+GitHub and Mozilla documents - whose texts are fetched into a directory named by
+``$POLICY_EXTERNAL_TEXTS``; see LABELS.md). Every test runs for both.
 
 Each label addresses unit ``unit`` of a corpus file by position and stores the SHA-1 of its
 text, never the text. The schema checks always run; the unit checks and the floors of the
@@ -11,10 +16,13 @@ only, never the units it gets wrong.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import os
 import re
 import sys
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -54,10 +62,17 @@ FIELDS = {
     "note": str,
     "split": str,
 }
-# Optional: the round-4 precision audit marks its units (sampled from the analyser's output).
-OPTIONAL = {"audit": bool}
-ID_RE = re.compile(r"^c-\d{4}$")
-FILE_RE = re.compile(r"^versions/[a-z0-9-]+/[a-z-]+/[0-9TZ-]+\.md$")
+# Optional: the round-4 precision audit marks its units (sampled from the analyser's output);
+# external labels name the document they were fetched from (repository, path, commit).
+OPTIONAL = {"audit": bool, "source": dict}
+
+# The external held-out half, measured blind once its documents were chosen (None: meets
+# every floor).
+EXTERNAL_TEST_HALF: str | None = (
+    "held out, real text outside the corpus, measured blind: English ai_training recall 0.73 "
+    "(< 0.85) and alert F1 0.85 (< 0.90), precision 1.00; de recall 0.00 (16 units)"
+)
+EXTERNAL_DEV_HALF: str | None = None
 
 AI_PRECISION = {"en": 0.95}
 AI_RECALL = {"en": 0.85}
@@ -69,17 +84,76 @@ ALERT_F1 = 0.90
 NEGATED_ERROR_RATE = 0.05
 
 Label = dict[str, Any]
-needs_corpus = pytest.mark.skipif(not cu.corpus_available(), reason="corpus not present")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    labels: Path
+    root: Path | None  # where the labelled files are; None when they are not here
+    id_re: re.Pattern[str]
+    file_re: re.Pattern[str]
+    size: tuple[int, int]
+    dev_share: tuple[float, float]
+    # the numbers of a half that misses a floor (a strict xfail), else None
+    test_half_below: str | None
+    dev_half_below: str | None = None
+
+
+def _external_root() -> Path | None:
+    where = os.environ.get("POLICY_EXTERNAL_TEXTS")
+    return Path(where) if where and (Path(where) / "versions").is_dir() else None
+
+
+SOURCES = (
+    Source(
+        "corpus",
+        DATA / "labels_corpus.jsonl",
+        cu.CORPUS if cu.corpus_available() else None,
+        re.compile(r"^c-\d{4}$"),
+        re.compile(r"^versions/[a-z0-9-]+/[a-z-]+/[0-9TZ-]+\.md$"),
+        (250, 800),
+        # round 3 (c-0345..) added dev-half units only: the dev half is the larger one
+        (0.4, 0.75),
+        "held out, real text, never tuned on: English ai_training precision 0.89 (< 0.95) "
+        "and alert F1 0.88 (< 0.90); recall 0.94, opt-in precision and negation hold",
+    ),
+    Source(
+        "external",
+        DATA / "labels_external.jsonl",
+        _external_root(),
+        re.compile(r"^o-\d{4}$"),
+        re.compile(r"^versions/[a-z0-9-]+/[a-z0-9-]+/latest\.md$"),
+        (150, 800),
+        # the first wave of documents is all dev (its errors were read): the larger half
+        (0.45, 0.85),
+        EXTERNAL_TEST_HALF,
+        EXTERNAL_DEV_HALF,
+    ),
+)
+
+
+@pytest.fixture(scope="module", params=SOURCES, ids=lambda s: s.name)
+def source(request: pytest.FixtureRequest) -> Source:
+    picked: Source = request.param
+    return picked
+
+
+def _texts(source: Source) -> Path:
+    if source.root is None:
+        pytest.skip(f"the {source.name} texts are not present")
+    return source.root
 
 
 @pytest.fixture(scope="module")
-def labels() -> list[Label]:
-    loaded: list[Label] = cu.load_labels(DATA / "labels_corpus.jsonl")
+def labels(source: Source) -> list[Label]:
+    loaded: list[Label] = cu.load_labels(source.labels)
     return loaded
 
 
-def test_schema_and_values(labels: list[Label]) -> None:
-    assert 250 <= len(labels) <= 800
+def test_schema_and_values(source: Source, labels: list[Label]) -> None:
+    low, high = source.size
+    assert low <= len(labels) <= high
     for label in labels:
         extra = set(label) - set(FIELDS)
         assert set(FIELDS) <= set(label) and extra <= set(OPTIONAL), (
@@ -88,8 +162,8 @@ def test_schema_and_values(labels: list[Label]) -> None:
         for key, typ in {**FIELDS, **OPTIONAL}.items():
             if key in label:
                 assert type(label[key]) is typ, f"{label['id']}: {key} is not {typ.__name__}"
-        assert ID_RE.match(label["id"]), label["id"]
-        assert FILE_RE.match(label["file"]), f"{label['id']}: {label['file']}"
+        assert source.id_re.match(label["id"]), label["id"]
+        assert source.file_re.match(label["file"]), f"{label['id']}: {label['file']}"
         assert re.fullmatch(r"[0-9a-f]{40}", label["sha1"]), label["id"]
         assert label["unit"] >= 0, label["id"]
         assert label["consent"] in CONSENTS, label["id"]
@@ -114,46 +188,45 @@ def test_derived_fields(labels: list[Label]) -> None:
             assert label["negated"] is False, label["id"]
 
 
-def test_each_document_is_in_one_half(labels: list[Label]) -> None:
+def test_each_document_is_in_one_half(source: Source, labels: list[Label]) -> None:
     halves: dict[str, set[str]] = defaultdict(set)
     for label in labels:
         halves[str(Path(label["file"]).parent)].add(label["split"])
     assert {doc: s for doc, s in halves.items() if len(s) > 1} == {}
     sizes = Counter(label["split"] for label in labels)
-    # round 3 (c-0345..) added dev-half units only: the dev half is the larger one
-    assert 0.4 <= sizes["dev"] / len(labels) <= 0.75, sizes
+    low, high = source.dev_share
+    assert low <= sizes["dev"] / len(labels) <= high, sizes
 
 
-@needs_corpus
-def test_labelled_units_are_unchanged(labels: list[Label]) -> None:
+def test_labelled_units_are_unchanged(source: Source, labels: list[Label]) -> None:
+    root = _texts(source)
     changed: list[str] = []
     for label in labels:
         where = f"{label['id']}: unit {label['unit']} of {label['file']}"
-        if not (cu.CORPUS / label["file"]).exists():
+        if not (root / label["file"]).exists():
             changed.append(f"{where}: file missing")
             continue
         try:
-            text = cu.unit_text(label["file"], label["unit"])
+            text = cu.unit_text(label["file"], label["unit"], root)
         except IndexError as exc:
             changed.append(f"{where}: {exc}")
             continue
         if cu.sha1(text) != label["sha1"]:
             changed.append(f"{where}: text changed (sha1 {cu.sha1(text)}, label {label['sha1']})")
-    assert not changed, "corpus units changed (re-segmented or edited):\n" + "\n".join(changed)
+    assert not changed, "units changed (re-segmented or edited):\n" + "\n".join(changed)
 
 
-@needs_corpus
-def test_export_rows_are_eval_input(labels: list[Label]) -> None:
-    rows = cu.export(labels, "dev")
+def test_export_rows_are_eval_input(source: Source, labels: list[Label]) -> None:
+    rows = cu.export(labels, "dev", _texts(source))
     assert rows and all(set(r) >= {"id", "lang", "text", "ai_training", "consent"} for r in rows)
     assert len(rows) == sum(label["split"] == "dev" for label in labels)
 
 
 @pytest.fixture(scope="module")
-def dev_report(labels: list[Label]) -> EvalReport:
-    if not cu.corpus_available():
-        pytest.skip("corpus not present")
-    return evaluate(cu.export(labels, "dev"))
+def dev_report(source: Source, labels: list[Label]) -> EvalReport:
+    if source.dev_half_below:
+        pytest.skip("a floor is missed: test_dev_half_meets_every_floor records the numbers")
+    return evaluate(cu.export(labels, "dev", _texts(source)))
 
 
 def _ai_failures(report: EvalReport, which: str, english: bool) -> list[str]:
@@ -208,10 +281,8 @@ def test_dev_negated_error_rate(dev_report: EvalReport) -> None:
 
 
 @pytest.fixture(scope="module")
-def test_report(labels: list[Label]) -> EvalReport:
-    if not cu.corpus_available():
-        pytest.skip("corpus not present")
-    return evaluate(cu.export(labels, "test"))
+def test_report(source: Source, labels: list[Label]) -> EvalReport:
+    return evaluate(cu.export(labels, "test", _texts(source)))
 
 
 def _floor_failures(report: EvalReport) -> list[str]:
@@ -232,16 +303,55 @@ def _floor_failures(report: EvalReport) -> list[str]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="held out, real text, never tuned on: English ai_training precision 0.89 (< 0.95) "
-    "and alert F1 0.88 (< 0.90); recall 0.94, opt-in precision and negation hold",
-)
-def test_test_half_meets_the_floors(test_report: EvalReport) -> None:
+def test_test_half_meets_the_floors(
+    request: pytest.FixtureRequest, source: Source, test_report: EvalReport
+) -> None:
+    if source.test_half_below:
+        # strict: a rule change that meets the floors shows up as an XPASS to record
+        request.applymarker(pytest.mark.xfail(strict=True, reason=source.test_half_below))
     failures = _floor_failures(test_report)
     assert not failures, "; ".join(failures)
 
 
-def test_dev_half_meets_every_floor(dev_report: EvalReport) -> None:
+def test_dev_half_meets_every_floor(
+    request: pytest.FixtureRequest, source: Source, labels: list[Label]
+) -> None:
     # The same checks as the held-out test above, so that one cannot fail for another reason.
-    assert not _floor_failures(dev_report)
+    if source.dev_half_below:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=source.dev_half_below))
+    report = evaluate(cu.export(labels, "dev", _texts(source)))
+    failures = _floor_failures(report)
+    assert not failures, "; ".join(failures)
+
+
+# --- where the external texts come from ---------------------------------------------------
+
+
+def _external_sources() -> dict[str, dict[str, str]]:
+    with (DATA / "external_sources.tsv").open(encoding="utf-8", newline="") as fh:
+        return {row["file"]: row for row in csv.DictReader(fh, delimiter="\t")}
+
+
+def test_external_labels_name_a_fetched_document() -> None:
+    sources = _external_sources()
+    for label in cu.load_labels(DATA / "labels_external.jsonl"):
+        row = sources.get(label["file"])
+        assert row is not None, f"{label['id']}: {label['file']} not in external_sources.tsv"
+        assert row["labelled"] == "yes", label["file"]
+        origin = label["source"]
+        assert (origin["repo"], origin["path"]) == (row["repo"], row["path"]), label["id"]
+
+
+def test_external_texts_are_the_recorded_ones() -> None:
+    # A fresh fetch (see LABELS.md) must give the saved text exactly, or the SHA-1s of the
+    # labelled units mean nothing.
+    root = _external_root()
+    if root is None:
+        pytest.skip("the external texts are not present")
+    wrong = [
+        file
+        for file, row in _external_sources().items()
+        if (root / file).exists()
+        and cu.sha1((root / file).read_text(encoding="utf-8")) != row["saved_sha1"]
+    ]
+    assert not wrong, wrong

@@ -109,11 +109,27 @@ def _boundaries(text: str, start: int, stop: int) -> list[re.Match[str]]:
     return ends
 
 
+# Months that follow a day ordinal ("ab 30. November 2018", "από 30. Νοεμβρίου"): capitalised
+# in German and Greek, so the period after the day looks like a sentence end.
+_MONTH_AFTER_DAY = re.compile(
+    r"(?:Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November"
+    r"|Dezember|Ιανουαρίου|Φεβρουαρίου|Μαρτίου|Απριλίου|Μα[ΐι]ου|Ιουνίου|Ιουλίου|Αυγούστου"
+    r"|Σεπτεμβρίου|Οκτωβρίου|Νοεμβρίου|Δεκεμβρίου)\b"
+)
+
+
 def _ends_sentence(text: str, m: re.Match[str]) -> bool:
     """Does the _BOUNDARY match ``m`` end a sentence? A lone period (not an ellipsis) may
-    belong to an abbreviation; the match's lookahead guarantees a character after it."""
+    belong to an abbreviation or follow a day before its month; the match's lookahead
+    guarantees a character after it."""
     p = m.start()
-    return text[p] != "." or text[p + 1] == "." or not _is_abbreviation(text, p + 1)
+    if text[p] != "." or text[p + 1] == ".":
+        return True
+    if _is_abbreviation(text, p + 1):
+        return False
+    if text[p - 1 : p].isdigit() and (p < 3 or not text[p - 3].isdigit()):
+        return _MONTH_AFTER_DAY.match(text, m.end(1)) is None
+    return True
 
 
 def _spans(

@@ -69,14 +69,14 @@ def corpus_available() -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def units(file: str) -> tuple[str, ...]:
+def units(file: str, root: Path | None = None) -> tuple[str, ...]:
     """The unit texts of one corpus file, in order (index = position in the tuple)."""
-    text = (CORPUS / file).read_text(encoding="utf-8")
+    text = ((root or CORPUS) / file).read_text(encoding="utf-8")
     return tuple(u.text for u in segment(extract_markdown(text).text))
 
 
-def unit_text(file: str, index: int) -> str:
-    found = units(file)
+def unit_text(file: str, index: int, root: Path | None = None) -> str:
+    found = units(file, root)
     if not 0 <= index < len(found):
         raise IndexError(f"{file}: no unit {index} (the file has {len(found)} units)")
     return found[index]
@@ -129,13 +129,16 @@ def load_labels(path: Path = LABELS) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def export(labels: Sequence[dict[str, Any]], split: str | None = None) -> list[dict[str, Any]]:
-    """The eval rows of ``labels`` (optionally one split); a changed unit raises ValueError."""
+def export(
+    labels: Sequence[dict[str, Any]], split: str | None = None, root: Path | None = None
+) -> list[dict[str, Any]]:
+    """The eval rows of ``labels`` (optionally one split); a changed unit raises ValueError.
+    ``root`` is where the labelled files are (default: the corpus)."""
     rows: list[dict[str, Any]] = []
     for label in labels:
         if split and label.get("split") != split:
             continue
-        text = unit_text(label["file"], label["unit"])
+        text = unit_text(label["file"], label["unit"], root)
         if sha1(text) != label["sha1"]:
             raise ValueError(
                 f"{label['id']}: unit {label['unit']} of {label['file']} has changed "
