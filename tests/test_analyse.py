@@ -174,3 +174,32 @@ def test_grouped_alternation_matches_like_a_plain_one() -> None:
     assert grouped is not None and "(?-i:[Mm])" in grouped.pattern
     text = "Meta AI models, machine-learning, ML and ai-powered KI-Sprachmodelle; Mistral, ai."
     assert [m.span() for m in grouped.finditer(text)] == [m.span() for m in plain.finditer(text)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Will my recordings be used to train your speech models?",
+        "Does the app use my photos to train its AI?",
+        "¿Usamos tus datos para entrenar nuestros modelos de IA?",
+    ],
+)
+def test_a_question_is_not_a_disclosure(text: str) -> None:
+    assert not analyse_text(text).ai_training
+
+
+@pytest.mark.parametrize(
+    ("text", "consent"),
+    [
+        # the question presupposes the training, or names the way out of it
+        ("Don't want your chats used to train our models? Turn it off in Settings.", "opt_out"),
+        ("Will my data be used to train your models unless I opt out?", "opt_out"),
+        # the answer after the question is a statement like any other
+        ("Is my data used for training? Yes: we use your chats to train our models.", "none"),
+    ],
+)
+def test_a_question_with_a_presupposition_or_an_answer_still_counts(
+    text: str, consent: str
+) -> None:
+    a = analyse_text(text)
+    assert a.ai_training and a.consent == Consent(consent)

@@ -205,12 +205,16 @@ def test_inline_bullets_after_a_sentence_start_a_new_unit() -> None:
         ("Gültig ab 30. November 2018. Wir speichern Daten.", "Gültig ab 30. November 2018."),
         ("Ισχύει από 30. Νοεμβρίου 2019. Κείμενο.", "Ισχύει από 30. Νοεμβρίου 2019."),
         ("Stand: 1. Mai. Danach folgt mehr.", "Stand: 1. Mai."),
+        (
+            "Beispiel GmbH, Goethestr. 12, 80336 München. Wir verarbeiten Daten.",
+            "Beispiel GmbH, Goethestr. 12, 80336 München.",
+        ),
         # a year or a count before the period is a sentence end, month or not
         ("Sie gilt seit 2030. November ist kalt.", "Sie gilt seit 2030."),
         ("We kept 30. Then we stopped.", "We kept 30."),
     ],
 )
-def test_a_day_before_its_month_does_not_end_a_sentence(doc: str, first: str) -> None:
+def test_a_day_before_its_month_or_a_street_does_not_end_a_sentence(doc: str, first: str) -> None:
     got = texts(doc)
     assert len(got) == 2, got
     assert got[0].strip() == first

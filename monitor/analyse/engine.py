@@ -489,6 +489,12 @@ def assess(
         stmts = [s for s in stmts if s.sentence not in barred_sents]
         if not stmts:
             return None
+    # quality: a question ("Will my chats be used to train your models?", an FAQ heading)
+    # asks, it does not state or permit; "Don't want your posts used for training?"
+    # presupposes the training and stays.
+    stmts = [s for s in stmts if not _asks(v, s.sentence)]
+    if not stmts:
+        return None
     for st in stmts:
         _negate(v, st, pack)
         _after_opt_out(v, st)
@@ -510,6 +516,30 @@ def assess(
         return None
     pos = _Positive(text, v, pack, base, positives, negated, spans, _tied_cues(v, stmts, m))
     return Assessment(pos.verdict(()), pos)
+
+
+# Questions that presuppose the training: "Don't want your posts used for training?" and its
+# translations ("Wil je niet dat ...?", "Vous ne souhaitez pas que ...?").
+_PRESUPPOSING_QUESTION = re.compile(
+    r"[\W_]*(?:don['’]t|do\s+not|would\s+you\s+rather\s+not|prefer\s+not|rather\s+not"
+    r"|not\s+(?:want|comfortable)|wil\s+je\s+niet|wilt\s+u\s+niet|möchtest\s+du\s+nicht"
+    r"|möchten\s+Sie\s+nicht|willst\s+du\s+nicht|wollen\s+Sie\s+nicht"
+    r"|(?:vous\s+ne|tu\s+ne)\s+(?:souhaitez|voulez|veux|souhaites)\s+pas|no\s+quieres"
+    r"|no\s+desea|non\s+vuoi|non\s+desideri)\b",
+    re.IGNORECASE,
+)
+_CHOICE_ROLES = ("opt_out", "opt_out_weak", "conditional_opt_out", "opt_in", "conditional_opt_in")
+
+
+def _asks(v: _UnitView, sent: int) -> bool:
+    """Is sentence ``sent`` of the unit a question that does not presuppose the training
+    (a question naming a choice, "Opted out of model training? ...", presupposes it)?"""
+    start = v.sent_starts[sent]
+    end = v.sent_starts[sent + 1] if sent + 1 < len(v.sent_starts) else len(v.text)
+    sentence = v.text[start:end].rstrip()
+    if not sentence.endswith("?") or _PRESUPPOSING_QUESTION.match(sentence):
+        return False
+    return not any(start <= a < end for role in _CHOICE_ROLES for a, _ in v.find(role))
 
 
 def _tied_cues(v: _UnitView, stmts: list[_Statement], m: Roles) -> dict[str, Spans]:

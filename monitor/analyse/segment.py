@@ -79,6 +79,9 @@ def _abbreviation_at_end(window: str) -> bool:
     token = token.rsplit("'", 1)[-1].rsplit("’", 1)[-1]  # elision: l'art.
     if token in _ABBREVIATIONS:
         return True
+    # German street names in addresses ("Goethestr. 12", "Hauptstr."): no sentence ends so
+    if len(token) > 4 and token.endswith("str."):
+        return True
     # Initials and dotted acronyms: "J.", "U.S.", "e.g." already covered, "A.I."
     core = token.rstrip(".")
     if len(core) == 1 and core.isalpha():
