@@ -72,31 +72,6 @@ def halves() -> dict[str, list[Unit]]:
 
 
 @pytest.fixture(scope="module")
-def dev3(halves: dict[str, list[Unit]]) -> list[Unit]:
-    return halves[DEV3]
-
-
-@pytest.fixture(scope="module")
-def dev4(halves: dict[str, list[Unit]]) -> list[Unit]:
-    return halves[DEV4]
-
-
-@pytest.fixture(scope="module")
-def dev5(halves: dict[str, list[Unit]]) -> list[Unit]:
-    return halves[DEV5]
-
-
-@pytest.fixture(scope="module")
-def dev6(halves: dict[str, list[Unit]]) -> list[Unit]:
-    return halves[DEV6]
-
-
-@pytest.fixture(scope="module")
-def dev7(halves: dict[str, list[Unit]]) -> list[Unit]:
-    return halves[DEV7]
-
-
-@pytest.fixture(scope="module")
 def every_file(halves: dict[str, list[Unit]]) -> list[Unit]:
     return [u for name in CHECKED for u in halves[name]] + _load("dev2")
 
@@ -275,7 +250,8 @@ def test_later_sets_every_language_covers_regimes_and_negation(
         assert all(u.get("note") for u in units), lang
 
 
-def test_dev3_size_and_language_mix(dev3: list[Unit]) -> None:
+def test_dev3_size_and_language_mix(halves: dict[str, list[Unit]]) -> None:
+    dev3 = halves[DEV3]
     assert len(dev3) >= 250
     langs = Counter(u["lang"] for u in dev3)
     assert set(langs) == set(DEV3_LANGS)
@@ -284,55 +260,44 @@ def test_dev3_size_and_language_mix(dev3: list[Unit]) -> None:
         assert langs[lang] >= 30, (lang, langs[lang])
 
 
-def test_dev3_hard_negative_share(dev3: list[Unit]) -> None:
+def test_dev3_hard_negative_share(halves: dict[str, list[Unit]]) -> None:
+    dev3 = halves[DEV3]
     hard = sum(u["kind"] == "hard_negative" for u in dev3)
     assert hard / len(dev3) >= 1 / 3
 
 
-# --------------------------------------------------------------------------- labels_dev4.jsonl
+# ----------------------------------------------- labels_dev4.jsonl, labels_dev5.jsonl, labels_dev6.jsonl
+
+# name: (minimum size, languages required, languages allowed, minimum non-English share,
+# minimum units of each non-English DEV3 language or 0); hard negatives are a third of each.
+BLIND_ROUNDS = {
+    DEV4: (250, LANGS, LANGS, 0.50, 0),
+    DEV5: (240, set(DEV3_LANGS), LANGS, 0.70, 30),
+    DEV6: (120, set(DEV3_LANGS), set(DEV3_LANGS), 0.80, 20),
+}
 
 
-def test_dev4_size_language_mix_and_hard_negatives(dev4: list[Unit]) -> None:
-    assert len(dev4) >= 250
-    langs = Counter(u["lang"] for u in dev4)
-    assert set(langs) == LANGS
-    assert 1 - langs["en"] / len(dev4) >= 0.50
-    hard = sum(u["kind"] == "hard_negative" for u in dev4)
-    assert hard / len(dev4) >= 1 / 3
-
-
-# --------------------------------------------------------------------------- labels_dev5.jsonl
-
-
-def test_dev5_size_language_mix_and_hard_negatives(dev5: list[Unit]) -> None:
-    assert len(dev5) >= 240
-    langs = Counter(u["lang"] for u in dev5)
-    assert set(DEV3_LANGS) <= set(langs) <= LANGS
-    assert 1 - langs["en"] / len(dev5) >= 0.70
+@pytest.mark.parametrize("name", BLIND_ROUNDS)
+def test_blind_rounds_size_language_mix_and_hard_negatives(
+    halves: dict[str, list[Unit]], name: str
+) -> None:
+    size, required, allowed, non_en, per_lang = BLIND_ROUNDS[name]
+    units = halves[name]
+    assert len(units) >= size
+    langs = Counter(u["lang"] for u in units)
+    assert required <= set(langs) <= allowed
+    assert 1 - langs["en"] / len(units) >= non_en
     for lang in DEV3_LANGS[1:]:
-        assert langs[lang] >= 30, (lang, langs[lang])
-    hard = sum(u["kind"] == "hard_negative" for u in dev5)
-    assert hard / len(dev5) >= 1 / 3
-
-
-# --------------------------------------------------------------------------- labels_dev6.jsonl
-
-
-def test_dev6_size_language_mix_and_hard_negatives(dev6: list[Unit]) -> None:
-    assert len(dev6) >= 120
-    langs = Counter(u["lang"] for u in dev6)
-    assert set(langs) == set(DEV3_LANGS)
-    assert 1 - langs["en"] / len(dev6) >= 0.80
-    for lang in DEV3_LANGS[1:]:
-        assert langs[lang] >= 20, (lang, langs[lang])
-    hard = sum(u["kind"] == "hard_negative" for u in dev6)
-    assert hard / len(dev6) >= 1 / 3
+        assert langs[lang] >= per_lang, (lang, langs[lang])
+    hard = sum(u["kind"] == "hard_negative" for u in units)
+    assert hard / len(units) >= 1 / 3
 
 
 # --------------------------------------------------------------------------- labels_dev7.jsonl
 
 
-def test_dev7_size_language_and_hard_negatives(dev7: list[Unit]) -> None:
+def test_dev7_size_language_and_hard_negatives(halves: dict[str, list[Unit]]) -> None:
+    dev7 = halves[DEV7]
     assert len(dev7) >= 80
     assert {u["lang"] for u in dev7} == {"en"}
     hard = sum(u["kind"] == "hard_negative" for u in dev7)
