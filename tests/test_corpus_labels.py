@@ -126,7 +126,7 @@ SOURCES = (
         "external",
         DATA / "labels_external.jsonl",
         _external_root(),
-        re.compile(r"^[opqr]-\d{4}$"),
+        re.compile(r"^[opqrs]-\d{4}$"),
         re.compile(r"^versions/[a-z0-9-]+/[a-z0-9-]+/latest\.md$"),
         (150, 2000),
         # the first wave of documents is all dev (its errors were read): the larger half
