@@ -324,15 +324,25 @@ def _contrast_negative(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
             comma = v.text.rfind(",", st.purpose[1], c[0])
             starts.append(comma + 1 if comma >= 0 else c[0])
     purposes = v.find("purpose") + v.find("purpose_weak")
-    for lo in starts:
-        if (
-            any(lo <= n[0] < sent_end for n in negs)
-            and any(lo <= d[0] < sent_end for d in v.find("data"))
-            and not any(lo <= p[0] < sent_end for p in purposes)
-            and v.words_between(lo, sent_end) <= pack.settings.contrast_max_words
-        ):
-            return True
-    return False
+    data = v.find("data")
+    limit = pack.settings.contrast_max_words
+
+    def negative_piece(lo: int, hi: int) -> bool:
+        return (
+            any(lo <= n[0] < hi for n in negs)
+            and any(lo <= d[0] < hi for d in data)
+            and not any(lo <= p[0] < hi for p in purposes)
+            and v.words_between(lo, hi) <= limit
+        )
+
+    if any(negative_piece(lo, sent_end) for lo in starts):
+        return True
+    # The mirror, before the statement: "private messages are not used; public posts,
+    # however, are used to train our AI" (LABELLING's own example of a partial negation).
+    sent_start = v.sent_starts[st.sentence]
+    ends = [m.start() for m in _SEMI.finditer(v.text, sent_start, st.purpose[0])]
+    ends += [c[0] for c in v.find("contrast") if sent_start <= c[0] < st.purpose[0]]
+    return any(negative_piece(sent_start, hi) for hi in ends)
 
 
 _CUE_ORDER = ("none", "opt_out", "opt_in", "opt_out_weak", "none_soft")
