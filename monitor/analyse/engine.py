@@ -345,6 +345,27 @@ def _contrast_negative(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
     return any(negative_piece(sent_start, hi) for hi in ends)
 
 
+def _excepted(v: _UnitView, st: _Statement) -> bool:
+    """An exclusion operator after a positive statement ("we use input data to train our
+    models, except when the history holds sensitive information"): LABELLING's partial
+    negation, the training still happens for the rest."""
+    # "except as described below" points elsewhere, and "sauf si vous vous y opposez" is
+    # the opt-out itself: neither excludes any data.
+    choices = [c for role in _CHOICE_ROLES for c in v.find(role)]
+    return any(
+        v.sentence_of(c[0]) == st.sentence
+        and c[0] >= st.purpose[1]
+        and not _REFERENCE.search(v.text, c[0], c[1])
+        and not any(c[0] <= k[0] <= c[1] + 40 for k in choices)
+        for c in v.find("exception")
+    )
+
+
+_REFERENCE = re.compile(
+    r"descri|set\s+out|explain|expliqu|décrit|beschrieb|beschreib|descritt|beschrev"
+)
+
+
 _CUE_ORDER = ("none", "opt_out", "opt_in", "opt_out_weak", "none_soft")
 _CUE_CONSENT = {
     "none": Consent.NONE,
@@ -513,7 +534,7 @@ def assess(
     if not positives:
         positives = [s for s in stmts if _contrast_positive(v, s, pack)]
     elif not negated:
-        negated = any(_contrast_negative(v, s, pack) for s in positives)
+        negated = any(_contrast_negative(v, s, pack) or _excepted(v, s) for s in positives)
     spans = _spans(v, stmts)
     if not positives:
         if not negated:
