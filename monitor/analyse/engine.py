@@ -339,10 +339,23 @@ def _contrast_negative(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
         return True
     # The mirror, before the statement: "private messages are not used; public posts,
     # however, are used to train our AI" (LABELLING's own example of a partial negation).
+    # The piece must deny a use ("are not used"), not another verb ("we do not sell your
+    # data, but we use it to train": a negation of selling).
     sent_start = v.sent_starts[st.sentence]
     ends = [m.start() for m in _SEMI.finditer(v.text, sent_start, st.purpose[0])]
     ends += [c[0] for c in v.find("contrast") if sent_start <= c[0] < st.purpose[0]]
-    return any(negative_piece(sent_start, hi) for hi in ends)
+    return any(
+        negative_piece(sent_start, hi) and _USE_VERB.search(v.text, sent_start, hi) for hi in ends
+    )
+
+
+# Verbs of using data, in the pack's languages: what an elliptic partial negation denies.
+_USE_VERB = re.compile(
+    r"\b(?:used?|using|utilis\w*|serv(?:ent|ira|iront)?|verwend\w*|genutzt|nutzen|benutzt"
+    r"|us(?:a|an|ado|ados|ada|adas|ati|ate|ato|e|en)|utiliz\w*|utilizzat\w*|impiegat\w*"
+    r"|gebruikt|gebruiken)\b",
+    re.IGNORECASE,
+)
 
 
 def _excepted(v: _UnitView, st: _Statement) -> bool:
