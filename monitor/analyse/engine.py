@@ -250,6 +250,35 @@ def _negate(v: _UnitView, st: _Statement, pack: RulePack) -> None:
         if n[1] <= st.purpose[0] and v.words_between(n[1], st.purpose[0]) <= window:
             st.negation = n
             return
+    lead = _negated_lead_in(v, st.purpose[0], blockers)
+    if lead is not None:
+        st.negation = lead
+
+
+# A list item's lead-in as the segmenter joins it: "<lead-in>: — <item>".
+_LEAD_IN_JOIN = re.compile(r":\s+—\s")
+
+
+def _negated_lead_in(v: _UnitView, pos: int, blockers: Spans) -> tuple[int, int] | None:
+    """The negation of a list lead-in that governs the item ("We do not: — use your content
+    to train AI models", "gebruikt klantdata NIET voor: — Training van AI-modellen"): one in
+    the lead-in's last clause, with no contrast after it and no purpose of its own."""
+    joins = [m for m in _LEAD_IN_JOIN.finditer(v.text, 0, pos)]
+    if not joins:
+        return None
+    end = joins[-1].start()
+    start = max(
+        [v.sent_starts[v.sentence_of(end)], *[c[1] for c in v.find("contrast") if c[1] <= end]]
+    )
+    start = max([start, *[m.end() for m in _SEMI.finditer(v.text, start, end)]])
+    if any(start <= p[0] < end for p in v.find("purpose") + v.find("purpose_weak")):
+        return None
+    negs = [
+        n
+        for n in v.find("negation") + v.find("negation_after")
+        if start <= n[0] < end and not _starts_in(n, blockers)
+    ]
+    return negs[-1] if negs else None
 
 
 def _after_opt_out(v: _UnitView, st: _Statement) -> None:
