@@ -541,6 +541,8 @@ def assess(
     # Cheap exits first: most prefilter hits name an AI object without any training purpose.
     if not (m.search("purpose", folded) or m.search("purpose_weak", folded)):
         return None
+    if _header_row(text):
+        return None
     v = _UnitView(text, m)
     stmts = _statements(v, pack)
     if not stmts:
@@ -589,6 +591,34 @@ def assess(
         return None
     pos = _Positive(text, v, pack, base, positives, negated, spans, _tied_cues(v, stmts, m))
     return Assessment(pos.verdict(()), pos)
+
+
+_CELL_WORD = re.compile(r"[^\W\d_][\w'’\-]*")
+# fmt: off
+_MINOR_WORDS = frozenset((
+    "a", "an", "and", "as", "at", "by", "de", "des", "du", "en", "et", "for", "from", "in",
+    "of", "on", "or", "per", "the", "to", "via", "vs", "with",
+))
+# fmt: on
+
+
+def _header_row(text: str) -> bool:
+    """A table's header row is labels, not a statement: "Model | Model Provider | Trains on
+    User Data via API | Data Retention" or an rST ``csv-table`` header. A row of four or more
+    short cells, every one in title case; a purpose row ("| train our ad models | Consent |")
+    is in sentence case, and has fewer columns, and stays."""
+    if ":header:" in text:
+        return True
+    cells = [c.strip() for c in text.strip().strip("|").split("|")]
+    if len(cells) < 4 or any(not c for c in cells):
+        return False
+    for cell in cells:
+        words = _CELL_WORD.findall(cell)
+        if not words or len(words) > 7:
+            return False
+        if any(w[0].islower() and w.lower() not in _MINOR_WORDS for w in words):
+            return False
+    return True
 
 
 # Questions that presuppose the training: "Don't want your posts used for training?" and its
