@@ -39,7 +39,7 @@ from monitor.analyse.rules import (
     TokenGate,
     fold,
 )
-from monitor.analyse.segment import split_sentences
+from monitor.analyse.segment import LEAD_IN_JOIN, split_sentences
 from monitor.models import Consent, Span
 
 _WORD = re.compile(r"\w+")
@@ -255,15 +255,16 @@ def _negate(v: _UnitView, st: _Statement, pack: RulePack) -> None:
         st.negation = lead
 
 
-# A list item's lead-in as the segmenter joins it: "<lead-in>: — <item>".
-_LEAD_IN_JOIN = re.compile(r":\s+—\s")
+# A list item's lead-in as the segmenter joins it: the lead-in ends with ":", perhaps inside
+# emphasis ("**We do not:** — ...").
+_LEAD_IN_END = re.compile(r":[*_ ]*" + re.escape(LEAD_IN_JOIN))
 
 
 def _negated_lead_in(v: _UnitView, pos: int, blockers: Spans) -> tuple[int, int] | None:
     """The negation of a list lead-in that governs the item ("We do not: — use your content
     to train AI models", "gebruikt klantdata NIET voor: — Training van AI-modellen"): one in
     the lead-in's last clause, with no contrast after it and no purpose of its own."""
-    joins = [m for m in _LEAD_IN_JOIN.finditer(v.text, 0, pos)]
+    joins = list(_LEAD_IN_END.finditer(v.text, 0, pos))
     if not joins:
         return None
     end = joins[-1].start()

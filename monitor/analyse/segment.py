@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from monitor.models import Unit
 
 _BLOCK_SEP = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
+# What joins a list item to its lead-in in ``Unit.text``: "<lead-in> — <item>".
+LEAD_IN_JOIN = " — "
 # One match per line. The three forms exclude each other (a setext underline has no space
 # after its first "-", a heading starts with "#"), so their order only matters for speed.
 _LINE = re.compile(
@@ -261,7 +263,9 @@ class _Segmenter:
         sentences = self.ends.split(s, e)
         for a, b in sentences:
             body = _clean(text[a:b])
-            units.append(Unit(len(units), f"{lead_in} — {body}" if lead_in else body, a, b, path))
+            units.append(
+                Unit(len(units), f"{lead_in}{LEAD_IN_JOIN}{body}" if lead_in else body, a, b, path)
+            )
         self.blocks.extend([self.block] * len(sentences))
 
     def flush(self, kind: str, s: int, e: int, in_list: bool) -> bool:
