@@ -374,18 +374,10 @@ def _contrast_negative(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
     sent_start = v.sent_starts[st.sentence]
     ends = [m.start() for m in _SEMI.finditer(v.text, sent_start, st.purpose[0])]
     ends += [c[0] for c in v.find("contrast") if sent_start <= c[0] < st.purpose[0]]
+    uses = v.find("use_verb")
     return any(
-        negative_piece(sent_start, hi) and _USE_VERB.search(v.text, sent_start, hi) for hi in ends
+        negative_piece(sent_start, hi) and any(sent_start <= u[0] < hi for u in uses) for hi in ends
     )
-
-
-# Verbs of using data, in the pack's languages: what an elliptic partial negation denies.
-_USE_VERB = re.compile(
-    r"\b(?:used?|using|utilis\w*|serv(?:ent|ira|iront)?|verwend\w*|genutzt|nutzen|benutzt"
-    r"|us(?:a|an|ado|ados|ada|adas|ati|ate|ato|e|en)|utiliz\w*|utilizzat\w*|impiegat\w*"
-    r"|gebruikt|gebruiken)\b",
-    re.IGNORECASE,
-)
 
 
 def _excepted(v: _UnitView, st: _Statement) -> bool:

@@ -79,6 +79,7 @@ AI_ROLES: tuple[str, ...] = (
     "clause_break",
     "contrast",
     "anaphora",
+    "use_verb",
 )
 
 
@@ -110,6 +111,7 @@ class AiLexicon(_Strict):
     clause_break: list[str] = []
     contrast: list[str] = []
     anaphora: list[str] = []
+    use_verb: list[str] = []
 
 
 class AiSettings(_Strict):
