@@ -141,3 +141,13 @@ def test_put_saves_the_page_and_checks_its_length(
     raw.write_text(json.dumps("short"), encoding="utf-8")
     assert et.main(["put", "--dir", str(tmp_path), first["id"], str(raw)]) == 1
     assert "LENGTH DIFFERS" in capsys.readouterr().out
+
+
+def test_assemble_keeps_a_carriage_return_that_the_saved_text_has(tmp_path: Path) -> None:
+    # Reading a page with universal newlines would turn this CR into LF and lose the document.
+    rows = [_source("versions/a/p/latest.md", "line\rsame line")]
+    pages = et.plan_pages(rows)
+    page_dir = _fetch(tmp_path, pages, {rows[0]["file"]: "line\rsame line"})
+    want = {r["file"]: r["saved_sha1"] for r in rows}
+    assert et.assemble(pages, page_dir, want, tmp_path / "texts")[0] == [rows[0]["file"]]
+    assert (tmp_path / "texts" / rows[0]["file"]).read_bytes() == b"line\rsame line"

@@ -43,9 +43,7 @@ ARTEFACTS: tuple[Callable[[str], str], ...] = (
 
 
 def sources(path: Path = SOURCES, labelled_only: bool = True) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return [r for r in rows if r["labelled"] == "yes" or not labelled_only]
+    return [r for r in _read_tsv(path) if r["labelled"] == "yes" or not labelled_only]
 
 
 def plan_pages(rows: Sequence[dict[str, str]]) -> list[dict[str, str]]:
@@ -134,7 +132,9 @@ def assemble(
             f = page_dir / f"{p['id']}.txt"
             if not f.exists():
                 break
-            parts.append(f.read_text(encoding="utf-8"))
+            # newline="": a page's own CR must reach the SHA-1 check as it was saved.
+            with f.open(encoding="utf-8", newline="") as fh:
+                parts.append(fh.read())
         if len(parts) < len(ps):
             missing.append(file)
             continue
