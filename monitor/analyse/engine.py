@@ -212,16 +212,19 @@ def _pronoun_objects(
     # l'entraîner", "afin de les améliorer") stands for an AI object named earlier in the
     # unit. What "train" takes is the trained thing; "improve them" may also refer back to
     # data, so a weak purpose only takes it when no data term lies between.
+    # A demonstrative noun ("improve this feature", "these models") cannot mean the data, so
+    # it needs no such check.
     got: Spans = []
-    for o in v.find("object_pronoun"):
-        if not _overlaps(o, [p]) or _overlaps(o, ignore):
-            continue
-        before = [a for a in objects if a[1] <= o[0]]
-        if not before:
-            continue
-        last = max(b for _, b in before)
-        if strong or not any(last <= d[0] < o[0] for d in v.find("data")):
-            got.append(o)
+    for role, sure in (("object_pronoun", strong), ("object_anaphor", True)):
+        for o in v.find(role):
+            if not _overlaps(o, [p]) or _overlaps(o, ignore):
+                continue
+            before = [a for a in objects if a[1] <= o[0]]
+            if not before:
+                continue
+            last = max(b for _, b in before)
+            if sure or not any(last <= d[0] < o[0] for d in v.find("data")):
+                got.append(o)
     return got
 
 

@@ -60,6 +60,7 @@ AI_ROLES: tuple[str, ...] = (
     "object",
     "object_narrow",
     "object_pronoun",
+    "object_anaphor",
     "data",
     "third_party",
     "negation",
@@ -92,6 +93,7 @@ class AiLexicon(_Strict):
     object: list[str] = []
     object_narrow: list[str] = []
     object_pronoun: list[str] = []
+    object_anaphor: list[str] = []
     data: list[str] = []
     third_party: list[str] = []
     negation: list[str] = []
