@@ -769,14 +769,14 @@ def _open_input(name: str) -> Any:
 def _document_text(name: str, raw: str) -> str:
     """The block text the pipeline would analyse: HTML and OTA Markdown go through extract."""
     from monitor.analyse import looks_like_html
-    from monitor.extract import extract_html, extract_markdown
+    from monitor.extract import clean_characters, extract_html, extract_markdown
 
     suffix = Path(name).suffix.lower()
     if suffix in {".html", ".htm"} or (suffix == "" and looks_like_html(raw)):
         return extract_html(raw).text
     if suffix in {".md", ".markdown"}:
         return extract_markdown(raw).text
-    return raw
+    return clean_characters(raw)
 
 
 def _highlighted(text: str, spans: list[Any]) -> Any:

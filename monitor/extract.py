@@ -55,6 +55,19 @@ _LEADING_SPACES = re.compile(r"\n ++(?!- )")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
+def clean_characters(text: str) -> str:
+    """Unicode NFC, space characters (nbsp...) as a plain space, zero-width characters,
+    directional marks and soft hyphens removed; nothing else changes (lines and runs of
+    spaces stay). What the analyser needs of a text that did not come through extraction
+    (``analyse -``, ``analyse --jsonl``, ``eval``): a soft hyphen in "trai\u00adning" or a
+    decomposed accent would otherwise hide a term."""
+    text = _SPACE_LIKE_RE.sub(" ", text)
+    text = _INVISIBLE_RE.sub("", text)
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return text
+
+
 def normalise_text(text: str) -> str:
     """Normalise text the same way for every source.
 
@@ -68,11 +81,7 @@ def normalise_text(text: str) -> str:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "\u2028" in text or "\u2029" in text:
         text = text.replace("\u2028", "\n").replace("\u2029", "\n")
-    text = _SPACE_LIKE_RE.sub(" ", text)
-    text = _INVISIBLE_RE.sub("", text)
-    if not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)
-    text = "\n" + text + "\n"
+    text = "\n" + clean_characters(text) + "\n"
     if "  " in text:
         text = _SPACE_RUNS.sub(_keep_indent, text)
     if " \n" in text:

@@ -94,6 +94,28 @@ def test_jsonl_reads_stdin_and_reports_bad_lines_in_place() -> None:
     assert "<stdin>:2:" in err and "<stdin>:3:" in err
 
 
+def test_soft_hyphens_and_decomposed_accents_in_given_text_hide_no_term() -> None:
+    import unicodedata
+
+    # Web text carries hyphenation hints (&shy;) and macOS files decomposed accents; a unit
+    # given on the command line has not been through extraction.
+    hyphenated = (
+        "Wir verwenden Ihre Bei\u00adträge, um unsere KI-Mo\u00addelle zu trai\u00adnieren."
+    )
+    decomposed = unicodedata.normalize("NFD", TRAINS_FR)
+    assert decomposed != TRAINS_FR
+    stdin = "\n".join(
+        json.dumps({"id": i, "text": t}) for i, t in (("de", hyphenated), ("fr", decomposed))
+    )
+    code, out, _ = _invoke("analyse", "--jsonl", "-", input=stdin)
+    assert code == 0
+    rows = {r["id"]: r for r in map(json.loads, out.splitlines())}
+    assert rows["de"]["ai_training"] and rows["fr"]["ai_training"]
+    assert rows["fr"]["consent"] == "opt_out"
+    code, out, _ = _invoke("analyse", "-", "--format", "json", input=hyphenated + "\n")
+    assert code == 0 and json.loads(out)["ai_training"]
+
+
 def test_analyse_html_file_drops_navigation_and_keeps_headings(tmp_path: Path) -> None:
     page = tmp_path / "policy.html"
     page.write_text(

@@ -44,6 +44,7 @@ from monitor.analyse.rules import (
 )
 from monitor.analyse.segment import segment
 from monitor.errors import RuleError
+from monitor.extract import clean_characters
 from monitor.models import Analysis, Consent, Finding, Span, Unit
 
 __all__ = [
@@ -586,9 +587,12 @@ def _viable_rules(pack: RulePack, gate: TokenGate | None, bits: int) -> tuple[Ru
 def analyse_unit(
     text: str, packs: Sequence[RulePack] | None = None, lang: str | None = None
 ) -> Analysis:
-    """Analyse ONE labelled unit (a sentence or a short passage) as a whole."""
+    """Analyse ONE labelled unit (a sentence or a short passage) as a whole. Its characters
+    are cleaned first (:func:`monitor.extract.clean_characters`): a unit given by hand has not
+    been through extraction, and a soft hyphen or a decomposed accent would hide a term."""
     if looks_like_html(text):
         text = html_to_blocks(text)
+    text = clean_characters(text)
     packs = _resolve(packs)
     lg = lang or detect_language(text)
     unit = Unit(0, text, 0, len(text), (), lg)
