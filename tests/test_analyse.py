@@ -85,6 +85,72 @@ def test_findings_locate_the_unit_in_the_text() -> None:
     assert a.unit_count == 2 and a.lang == "en"
 
 
+# A section headed by a training statement, a sentence pointing back to it, and the next
+# sentence's opt-out (the layout of "How we use information to develop AI" sections).
+HEADED_SECTIONS = {
+    "en": (
+        "Training our AI models",
+        "We use your posts and comments for this purpose.",
+        "You can object at any time in your settings.",
+    ),
+    "fr": (
+        "Entraînement de nos modèles d'IA",
+        "Nous utilisons vos publications et commentaires à cette fin.",
+        "Vous pouvez vous y opposer à tout moment dans vos paramètres.",
+    ),
+    "de": (
+        "Training unserer KI-Modelle",
+        "Wir verwenden Ihre Beiträge und Kommentare zu diesem Zweck.",
+        "Sie können jederzeit in Ihren Einstellungen widersprechen.",
+    ),
+    "es": (
+        "Entrenamiento de nuestros modelos de IA",
+        "Usamos tus publicaciones y comentarios con este fin.",
+        "Puedes oponerte en cualquier momento en la configuración.",
+    ),
+    "it": (
+        "Addestramento dei nostri modelli di IA",
+        "Utilizziamo i tuoi post e commenti per tale scopo.",
+        "Puoi opporti in qualsiasi momento nelle impostazioni.",
+    ),
+    "nl": (
+        "Training van onze AI-modellen",
+        "We gebruiken je berichten en reacties voor dit doel.",
+        "Je kunt op elk moment bezwaar maken in je instellingen.",
+    ),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(HEADED_SECTIONS))
+def test_a_sentence_pointing_back_to_a_training_heading_takes_it_as_purpose(lang: str) -> None:
+    heading, sentence, choice = HEADED_SECTIONS[lang]
+    # Neither sentence alone says what the data is used for.
+    assert not analyse_unit(sentence, lang=lang).ai_training
+    a = analyse_text(f"## {heading}\n\n{sentence} {choice}\n")
+    assert a.ai_training and a.consent == Consent.OPT_OUT
+    (f,) = [f for f in a.findings if f.ai_training]
+    assert f.unit_text == sentence and f.heading_path == (heading,)
+    # The heading's own terms are not reported as spans of the sentence.
+    assert f.spans and all(sentence[s.start : s.end] == s.text for s in f.spans)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "We do not use your private messages for this purpose.",  # a denial is left alone
+        "We use your address to send you invoices.",  # a purpose of its own
+        "We describe the sources of this data in Section 3.",  # no use of it
+    ],
+)
+def test_other_sentences_under_a_training_heading_are_not_disclosures(body: str) -> None:
+    assert not analyse_text(f"## Training our AI models\n\n{body}\n").ai_training
+
+
+def test_a_question_heading_lends_no_purpose() -> None:
+    doc = "## Do we train our AI models on your posts?\n\nWe use your posts for this purpose.\n"
+    assert not analyse_text(doc).ai_training
+
+
 def test_other_packs_report_their_own_category() -> None:
     a = analyse_text("We use facial recognition to suggest tags in your photos.")
     cats = {f.category for f in a.findings}

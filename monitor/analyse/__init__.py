@@ -9,6 +9,7 @@ Pure functions of their inputs (no I/O except reading rule-pack files in :func:`
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import operator
 import re
@@ -23,11 +24,14 @@ import monitor
 from monitor.analyse.cache import PLAIN, AnalysisCache, gate_hits
 from monitor.analyse.engine import (
     ALL_BITS,
+    HEADING_JOIN,
     Assessment,
     Spans,
     UnitVerdict,
     assess_unit,
+    heading_states_training,
     may_hold,
+    under_training_heading,
 )
 from monitor.analyse.lang import detect_language
 from monitor.analyse.rules import (
@@ -493,6 +497,7 @@ def analyse_text(
                 a = ops.assess(units[i].text, lang_of(i), pack, role_bits, lits)
                 if a is not None:
                     assessed[i] = a
+            shift = _heading_statements(pack, units, assessed, lang_of, doc_lang)
             positive = {i for i, a in assessed.items() if a.verdict.ai_training}
             near = _Neighbours(doc, blocks, pack, ops)
             for i, a in sorted(assessed.items()):
@@ -504,11 +509,52 @@ def analyse_text(
                         v = a.with_context(
                             [units[j].text for j in ctx], [near.cues(j, lg) for j in ctx]
                         )
+                if i in shift:
+                    v = _shifted(v, shift[i])
                 findings.append(_ai_finding(pack, units[i], lang_of(i), v))
         else:
             findings.extend(_generic_findings(pack, cands, units, lang_of, doc, ops))
     findings.sort(key=lambda f: (f.unit_index, f.pack))
     return _summarise(doc_lang, findings, len(units))
+
+
+def _heading_statements(
+    pack: RulePack,
+    units: list[Unit],
+    assessed: dict[int, Assessment],
+    lang_of: Callable[[int], str],
+    doc_lang: str,
+) -> dict[int, int]:
+    """Add to ``assessed`` the units that take their section heading as their training
+    purpose (:func:`under_training_heading`); returns each one's offset of its own text in
+    the assessed text."""
+    shift: dict[int, int] = {}
+    heads: dict[str, bool] = {}
+    for i, unit in enumerate(units):
+        if not unit.heading_path:
+            continue
+        done = assessed.get(i)
+        if done is not None and done.verdict.ai_training:
+            continue
+        heading = unit.heading_path[-1]
+        ok = heads.get(heading)
+        if ok is None:
+            ok = heads[heading] = heading_states_training(heading, doc_lang, pack)
+        if not ok:
+            continue
+        a = under_training_heading(heading, unit.text, lang_of(i), pack)
+        if a is not None:
+            assessed[i] = a
+            shift[i] = len(heading) + len(HEADING_JOIN)
+    return shift
+
+
+def _shifted(v: UnitVerdict, offset: int) -> UnitVerdict:
+    """``v`` with the spans of the heading dropped and the unit's own moved to its text."""
+    spans = [
+        Span(s.start - offset, s.end - offset, s.role, s.text) for s in v.spans if s.start >= offset
+    ]
+    return dataclasses.replace(v, spans=spans)
 
 
 def _generic_findings(

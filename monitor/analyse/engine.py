@@ -701,6 +701,35 @@ def _dedup(spans: list[Span]) -> list[Span]:
     return out
 
 
+HEADING_JOIN = ": — "
+
+
+def heading_states_training(heading: str, lang: str, pack: RulePack) -> bool:
+    """Does a section heading name a training purpose with its AI object ("Training our AI
+    models", "Comment nous utilisons vos données pour développer l'IA")?"""
+    return bool(_statements(_UnitView(heading, pack.matcher(lang)), pack))
+
+
+def under_training_heading(heading: str, text: str, lang: str, pack: RulePack) -> Assessment | None:
+    """quality: a sentence of a section headed by a training statement that points back to
+    it ("We use your posts and comments for this purpose") takes the heading as its purpose,
+    as a list item takes its lead-in. Only with an anaphora and a use verb: a section's other
+    sentences have purposes of their own, and "we describe the sources of this data in
+    Section 3" uses nothing. Not when the sentence holds a negation: "we do not use private
+    messages for this purpose" under such a heading is left alone rather than read as a
+    disclosure. The assessment's offsets are in ``heading + HEADING_JOIN + text``."""
+    if heading.rstrip().endswith("?"):
+        return None  # a question ("Will the AI learn from my data?") states nothing
+    view = _UnitView(text, pack.matcher(lang))
+    if not view.find("anaphora") or not view.find("use_verb"):
+        return None
+    kept = view.find("not_negation")
+    if any(not _overlaps(n, kept) for n in view.find("negation")):
+        return None
+    a = assess(heading + HEADING_JOIN + text, lang, pack)
+    return a if a is not None and a.verdict.ai_training else None
+
+
 def mentions_training(
     text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
 ) -> bool:
