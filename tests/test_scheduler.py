@@ -251,7 +251,10 @@ def test_a_long_retry_after_ends_the_check_and_reschedules_the_document_then(
     assert [r["outcome"] for r in rows] == ["http_error", "new_version"]
     assert rows[0]["status"] == 429 and "Retry-After 2 s" in rows[0]["detail"]
     assert rows[0]["attempts"] == 1  # not retried in the check: no slot held meanwhile
-    assert 2.0 <= hits[1] - hits[0] < 15  # back at the Retry-After time, not in an hour
+    # Back at the Retry-After time, not in an hour. The job is scheduled on the wall clock and
+    # the hits are read on the monotonic one, so the second can land a few ms short of 2 s
+    # (seen once in CI: 1.9989 s); an immediate retry would be well under a second.
+    assert 1.9 <= hits[1] - hits[0] < 15
 
 
 def test_the_retry_after_reschedule_is_bounded() -> None:
