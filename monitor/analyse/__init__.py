@@ -31,6 +31,7 @@ from monitor.analyse.engine import (
     assess_unit,
     heading_states_training,
     may_hold,
+    refers_back,
     under_training_heading,
 )
 from monitor.analyse.lang import detect_language
@@ -533,14 +534,18 @@ def _heading_statements(
     for i, unit in enumerate(units):
         if not unit.heading_path:
             continue
-        done = assessed.get(i)
-        if done is not None and done.verdict.ai_training:
-            continue
+        # A document has few distinct headings and fewer that state training: test the
+        # heading first (scanning every unit for an anaphora costs more than the pass).
         heading = unit.heading_path[-1]
         ok = heads.get(heading)
         if ok is None:
             ok = heads[heading] = heading_states_training(heading, doc_lang, pack)
         if not ok:
+            continue
+        done = assessed.get(i)
+        if done is not None and done.verdict.ai_training:
+            continue
+        if not refers_back(unit.text, doc_lang, pack):
             continue
         a = under_training_heading(heading, unit.text, lang_of(i), pack)
         if a is not None:
