@@ -31,7 +31,6 @@ from monitor.analyse.engine import (
     assess_unit,
     heading_states_training,
     may_hold,
-    refers_back,
     under_training_heading,
 )
 from monitor.analyse.lang import detect_language
@@ -544,8 +543,6 @@ def _heading_statements(
             continue
         done = assessed.get(i)
         if done is not None and done.verdict.ai_training:
-            continue
-        if not refers_back(unit.text, doc_lang, pack):
             continue
         a = under_training_heading(heading, unit.text, lang_of(i), pack)
         if a is not None:

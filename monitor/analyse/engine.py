@@ -704,14 +704,6 @@ def _dedup(spans: list[Span]) -> list[Span]:
 HEADING_JOIN = ": — "
 
 
-def refers_back(text: str, lang: str, pack: RulePack) -> bool:
-    """Does ``text`` point back with an anaphora ("for this purpose") and use something? The
-    cheap test before :func:`under_training_heading`."""
-    m = pack.matcher(lang)
-    folded = fold(text)
-    return bool(m.search("anaphora", folded)) and bool(m.search("use_verb", folded))
-
-
 def heading_states_training(heading: str, lang: str, pack: RulePack) -> bool:
     """Does a section heading name a training purpose with its AI object ("Training our AI
     models", "Comment nous utilisons vos données pour développer l'IA")?"""
