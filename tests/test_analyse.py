@@ -248,6 +248,9 @@ def test_grouped_alternation_matches_like_a_plain_one() -> None:
         "Will my recordings be used to train your speech models?",
         "Does the app use my photos to train its AI?",
         "¿Usamos tus datos para entrenar nuestros modelos de IA?",
+        # an FAQ entry quoted on the page
+        '"Is my voice used to train your assistant?"',
+        "« Mes photos servent-elles à entraîner votre IA ? »",
     ],
 )
 def test_a_question_is_not_a_disclosure(text: str) -> None:
@@ -269,3 +272,36 @@ def test_a_question_with_a_presupposition_or_an_answer_still_counts(
 ) -> None:
     a = analyse_text(text)
     assert a.ai_training and a.consent == Consent(consent)
+
+
+# A purpose list's row whose lead-in the page lost: a purpose of processing personal data by
+# definition (LABELLING's purpose items), with no data noun of its own.
+PURPOSE_ITEMS = {
+    "en": "Improving our speech models.",
+    "fr": "Amélioration de nos modèles de reconnaissance vocale.",
+    "de": "Verbesserung unserer Spracherkennungsmodelle.",
+    "es": "Mejora de nuestros modelos de reconocimiento de voz.",
+    "it": "Miglioramento dei nostri modelli di riconoscimento vocale.",
+    "nl": "Het verbeteren van onze spraakmodellen.",
+}
+
+
+@pytest.mark.parametrize("lang", sorted(PURPOSE_ITEMS))
+def test_a_verbless_purpose_item_is_a_disclosure(lang: str) -> None:
+    a = analyse_text(PURPOSE_ITEMS[lang])
+    assert (a.lang, a.ai_training, a.consent) == (lang, True, Consent.NONE)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a statement that opens with the purpose: a verb follows the object
+        "Training our speech models can take several weeks.",
+        "Improving our speech models is a priority for the team.",
+        # a subject before the purpose
+        "We improve our speech models only with licensed recordings.",
+        "Improving our speech models remains the team's main goal this year.",
+    ],
+)
+def test_a_statement_about_training_is_no_purpose_item(text: str) -> None:
+    assert not analyse_text(text).ai_training

@@ -119,16 +119,16 @@ SOURCES = (
         (250, 800),
         # round 3 (c-0345..) added dev-half units only: the dev half is the larger one
         (0.4, 0.75),
-        "held out, real text, never tuned on: English ai_training precision 0.89 (< 0.95); "
-        "recall 0.97, alert F1 0.90, opt-in precision and negation hold",
+        "held out, real text, never tuned on: English ai_training precision 0.90 (< 0.95); "
+        "recall 1.00, alert F1 0.91, opt-in precision and negation hold",
     ),
     Source(
         "external",
         DATA / "labels_external.jsonl",
         _external_root(),
-        re.compile(r"^[opqrstuvw]-\d{4}$"),
+        re.compile(r"^[opqrstuvwx]-\d{4}$"),
         re.compile(r"^versions/[a-z0-9-]+/[a-z0-9-]+/latest\.md$"),
-        (150, 4000),
+        (150, 5000),
         # the first wave of documents is all dev (its errors were read): the larger half
         (0.45, 0.85),
         EXTERNAL_TEST_HALF,

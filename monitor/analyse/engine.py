@@ -580,7 +580,13 @@ def assess(
         if not negated:
             return None
         return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
-    if not has_data:
+    # quality: training "without consent" is conditional on someone's consent, so on their
+    # data ("No entrenamos modelos sin consentimiento"), as a purpose item is by definition.
+    if (
+        not has_data
+        and not any(s.conditional for s in positives)
+        and not (not negated and _purpose_item(v, positives))
+    ):
         # Exclusion-only or feature descriptions: nothing about people's data.
         if negated:
             return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
@@ -590,6 +596,68 @@ def assess(
 
 
 _CELL_WORD = re.compile(r"[^\W\d_][\w'’\-]*")
+_ITEM_LEAD = re.compile(r"[\W\d_]*")  # a bullet, a number, an emoji, markup
+_ITEM_ARTICLE = re.compile(
+    r"(?:the|a|an|het|de|een|le|la|les|l['’]|el|los|las|lo|il|gli|i|der|die|das|den|dem)\s*$",
+    re.IGNORECASE,
+)
+# a finite verb or auxiliary after the object makes a statement of the item ("Training our
+# models can take weeks", "Improving our AI models is a priority")
+_ITEM_VERB = re.compile(
+    r"\b(?:can|could|may|might|will|would|is|are|was|were|has|have|takes?|requires?|involves?"
+    r"|peut|peuvent|est|sont|ont|nécessite|kann|können|ist|sind|wird|werden|hat|haben|erfordert"
+    r"|puede|pueden|son|han|requiere|può|possono|è|sono|hanno|richiede|kan|kunnen|zijn|wordt"
+    r"|worden|heeft|hebben|vereist)\b",
+    re.IGNORECASE,
+)
+_ITEM_WORDS = 12
+_ITEM_TAIL = 7
+_ITEM_SHORT_TAIL = 3
+_ITEM_LIST_GOES_ON = re.compile(
+    r"\s*(?:[,;(/&–-]|(?:and|or|y|o|et|ou|und|oder|e|en|of)\b)", re.IGNORECASE
+)
+_ITEM_LABEL_WORDS = 6
+
+
+def _purpose_item(v: _UnitView, positives: list[_Statement]) -> bool:
+    """quality: a verbless purpose item that begins with its purpose ("Improving our AI
+    models.", "Mejora de modelos, desarrollo del producto y prevención de abuso", "Het
+    verbeteren van onze algoritmes (geanonimiseerd)") is a row of a purpose list whose
+    lead-in the page lost: a purpose of processing personal data by definition (LABELLING's
+    purpose items), so it needs no data noun. Only a short single sentence that opens with the
+    purpose (after an article at most, so not "We train our system ...") and ends soon after
+    its object: "Training our models can involve a number of separate stages" states
+    something, it lists no purpose. A row's short label before a colon counts as the item."""
+    text = v.text
+    # a labelled row ("Addestramento e sviluppo AI: il sistema identifica ...") is tested on
+    # its label
+    colon = text.find(":")
+    label = colon > 0 and len(_CELL_WORD.findall(text[:colon])) <= _ITEM_LABEL_WORDS
+    if label:
+        text = text[:colon]
+    elif len(v.sent_starts) > 1 or len(_CELL_WORD.findall(text)) > _ITEM_WORDS:
+        return False
+    lead = _ITEM_LEAD.match(text)
+    start = lead.end() if lead else 0
+    for st in positives:
+        p = st.purpose[0]
+        if p < start or (p > start and not _ITEM_ARTICLE.fullmatch(text[start:p])):
+            continue
+        end = max(max(o[1] for o in st.objects), st.purpose[1])
+        if end > len(text) or (not label and ":" in text[p:]):
+            continue
+        tail = text[end:]
+        words = len(_CELL_WORD.findall(tail))
+        if words > _ITEM_TAIL or (not label and _ITEM_VERB.search(tail)):
+            continue
+        # past a few words, only the list goes on ("Mejora de modelos, desarrollo del producto
+        # y prevención de abuso"): "Improving our models remains our goal" is a statement
+        if words > _ITEM_SHORT_TAIL and not _ITEM_LIST_GOES_ON.match(tail):
+            continue
+        return True
+    return False
+
+
 # fmt: off
 _MINOR_WORDS = frozenset((
     "a", "an", "and", "as", "at", "by", "de", "des", "du", "en", "et", "for", "from", "in",
@@ -635,7 +703,8 @@ def _asks(v: _UnitView, sent: int) -> bool:
     (a question naming a choice, "Opted out of model training? ...", presupposes it)?"""
     start = v.sent_starts[sent]
     end = v.sent_starts[sent + 1] if sent + 1 < len(v.sent_starts) else len(v.text)
-    sentence = v.text[start:end].rstrip()
+    # a quoted question ("\"Is my data used to train AI?\"", an FAQ entry) asks all the same
+    sentence = v.text[start:end].rstrip().rstrip("\"'”’»)").rstrip()
     if not sentence.endswith("?") or _PRESUPPOSING_QUESTION.match(sentence):
         return False
     return not any(start <= a < end for role in _CHOICE_ROLES for a, _ in v.find(role))
