@@ -526,6 +526,11 @@ def _roles(base: RoleMatcher, pack: RulePack, bits: int, lits: Lits) -> Roles:
     return GatedMatcher(base, gate, bits, lits)
 
 
+def _names_purpose(m: Roles, text: str) -> bool:
+    folded = fold(text)
+    return bool(m.search("purpose", folded) or m.search("purpose_weak", folded))
+
+
 def assess(
     text: str, lang: str, pack: RulePack, bits: int = ALL_BITS, lits: Lits = None
 ) -> Assessment | None:
@@ -533,9 +538,8 @@ def assess(
     needs. ``lits``: the unit's literals in the pack's LiteralIndex."""
     base = pack.matcher(lang)
     m = _roles(base, pack, bits, lits)
-    folded = fold(text)
     # Cheap exits first: most prefilter hits name an AI object without any training purpose.
-    if not (m.search("purpose", folded) or m.search("purpose_weak", folded)):
+    if not _names_purpose(m, text):
         return None
     if _header_row(text):
         return None
@@ -582,11 +586,10 @@ def assess(
         return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
     # quality: training "without consent" is conditional on someone's consent, so on their
     # data ("No entrenamos modelos sin consentimiento"), as a purpose item is by definition.
-    if (
-        not has_data
-        and not any(s.conditional for s in positives)
-        and not (not negated and _purpose_item(v, positives))
-    ):
+    needs_data = not any(s.conditional for s in positives) and (
+        negated or not _purpose_item(v, positives)
+    )
+    if not has_data and needs_data:
         # Exclusion-only or feature descriptions: nothing about people's data.
         if negated:
             return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
@@ -777,10 +780,7 @@ def heading_states_training(heading: str, lang: str, pack: RulePack) -> bool:
     """Does a section heading name a training purpose with its AI object ("Training our AI
     models", "Comment nous utilisons vos données pour développer l'IA")?"""
     m = pack.matcher(lang)
-    folded = fold(heading)
-    if not (m.search("purpose", folded) or m.search("purpose_weak", folded)):
-        return False
-    return bool(_statements(_UnitView(heading, m), pack))
+    return _names_purpose(m, heading) and bool(_statements(_UnitView(heading, m), pack))
 
 
 def under_training_heading(heading: str, text: str, lang: str, pack: RulePack) -> Assessment | None:
