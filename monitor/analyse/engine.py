@@ -620,6 +620,34 @@ _ITEM_LIST_GOES_ON = re.compile(
     r"\s*(?:[,;(/&–-]|(?:and|or|y|o|et|ou|und|oder|e|en|of)\b)", re.IGNORECASE
 )
 _ITEM_LABEL_WORDS = 6
+# a row labelled as a purpose ("Purpose: training our models", "Zweck: Training von
+# Algorithmen"): the item is what follows the label
+_PURPOSE_LABEL = re.compile(
+    r"[\W\d_]*(?:(?:processing\s+)?purposes?|(?:verarbeitungs)?zwecke?|finalit(?:à|és?)"
+    r"|finalidad(?:es)?|(?:verwerkings)?doel(?:en)?|scop[oi]|objectifs?|objetivos?)\s*",
+    re.IGNORECASE,
+)
+# a prepositional phrase on the object ("entrenar nuestros modelos de atención al cliente",
+# "Training von Algorithmen zur Erkennung von Anomalien") qualifies it, it states nothing
+_ITEM_PP = re.compile(
+    r"\s+(?:of|for|on|de|del|des|du|da|para|pour|sur|für|zur|zum|von|mit|di|dei|della|per|van"
+    r"|voor|op)\b[^,;:()]{0,60}?(?=\s*(?:[,;(]|$|[.!]\s*$))",
+    re.IGNORECASE,
+)
+# an earlier purpose of the same row ("Improving the user experience and training our
+# models", "Mejorar la experiencia y entrenar nuestros modelos"): it ends in a coordinator
+_ITEM_COORDINATED = re.compile(
+    r"[^;:]*?(?:,\s*|\s+(?:and|or|y|o|e|et|ou|und|oder|en|of)\s+)$", re.IGNORECASE
+)
+# ... and has no subject or subordinator: "We share data and train our models" states
+_ITEM_STATES = re.compile(
+    r"\b(?:we|you|they|it|he|she|us|our\s+partners|if|when|while|where|because|nous|vous|ils"
+    r"|elles|si|quand|lorsque|wir|ihr|du|sie|wenn|falls|weil|nosotros|usted(?:es)?|ellos"
+    r"|cuando|porque|noi|voi|loro|quando|perché|se|wij|jij|je|u|zij|ze|als|wanneer|indien"
+    r"|omdat)\b",
+    re.IGNORECASE,
+)
+_ITEM_HEAD_WORDS = 8
 
 
 def _purpose_item(v: _UnitView, positives: list[_Statement]) -> bool:
@@ -628,37 +656,63 @@ def _purpose_item(v: _UnitView, positives: list[_Statement]) -> bool:
     verbeteren van onze algoritmes (geanonimiseerd)") is a row of a purpose list whose
     lead-in the page lost: a purpose of processing personal data by definition (LABELLING's
     purpose items), so it needs no data noun. Only a short single sentence that opens with the
-    purpose (after an article at most, so not "We train our system ...") and ends soon after
-    its object: "Training our models can involve a number of separate stages" states
-    something, it lists no purpose. A row's short label before a colon counts as the item."""
+    purpose (after an article, or an earlier purpose of the row, at most: not "We train our
+    system ...") and ends soon after its object: "Training our models can involve a number of
+    separate stages" states something, it lists no purpose. A row's short label before a
+    colon counts as the item, unless the label says "Purpose": then the item follows it."""
     text = v.text
-    # a labelled row ("Addestramento e sviluppo AI: il sistema identifica ...") is tested on
-    # its label
     colon = text.find(":")
     label = colon > 0 and len(_CELL_WORD.findall(text[:colon])) <= _ITEM_LABEL_WORDS
+    start = 0
+    if label and _PURPOSE_LABEL.fullmatch(text[:colon]):
+        label, start = False, colon + 1
     if label:
+        # a labelled row ("Addestramento e sviluppo AI: il sistema identifica ...") is
+        # tested on its label
         text = text[:colon]
-    elif len(v.sent_starts) > 1 or len(_CELL_WORD.findall(text)) > _ITEM_WORDS:
+    elif len(v.sent_starts) > 1 or len(_CELL_WORD.findall(text[start:])) > _ITEM_WORDS + (
+        _ITEM_HEAD_WORDS if _ITEM_COORDINATED.search(text) else 0
+    ):
         return False
-    lead = _ITEM_LEAD.match(text)
-    start = lead.end() if lead else 0
+    lead = _ITEM_LEAD.match(text, start)
+    start = lead.end() if lead else start
     for st in positives:
         p = st.purpose[0]
-        if p < start or (p > start and not _ITEM_ARTICLE.fullmatch(text[start:p])):
+        if p < start:
+            continue
+        head = text[start:p]
+        if p > start and not _ITEM_ARTICLE.fullmatch(head) and not _coordinated(head):
             continue
         end = max(max(o[1] for o in st.objects), st.purpose[1])
         if end > len(text) or (not label and ":" in text[p:]):
             continue
         tail = text[end:]
-        words = len(_CELL_WORD.findall(tail))
+        if len(_CELL_WORD.findall(text[p:end])) > _ITEM_WORDS:
+            continue
+        qualifier = _ITEM_PP.match(tail)
+        rest = tail[qualifier.end() :] if qualifier else tail
+        words = len(_CELL_WORD.findall(rest))
         if words > _ITEM_TAIL or (not label and _ITEM_VERB.search(tail)):
             continue
         # past a few words, only the list goes on ("Mejora de modelos, desarrollo del producto
         # y prevención de abuso"): "Improving our models remains our goal" is a statement
-        if words > _ITEM_SHORT_TAIL and not _ITEM_LIST_GOES_ON.match(tail):
+        if words > _ITEM_SHORT_TAIL and not _ITEM_LIST_GOES_ON.match(rest):
             continue
         return True
     return False
+
+
+def _coordinated(head: str) -> bool:
+    # "Fraude voorkomen en het trainen van ...": the article belongs to the next purpose
+    last = head.rstrip().rpartition(" ")
+    if last[1] and _ITEM_ARTICLE.fullmatch(last[2]):
+        head = last[0] + " "
+    return (
+        len(_CELL_WORD.findall(head)) <= _ITEM_HEAD_WORDS
+        and bool(_ITEM_COORDINATED.fullmatch(head))
+        and not _ITEM_VERB.search(head)
+        and not _ITEM_STATES.search(head)
+    )
 
 
 # fmt: off
