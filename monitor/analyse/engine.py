@@ -670,9 +670,11 @@ def _purpose_item(v: _UnitView, positives: list[_Statement]) -> bool:
         # a labelled row ("Addestramento e sviluppo AI: il sistema identifica ...") is
         # tested on its label
         text = text[:colon]
-    elif len(v.sent_starts) > 1 or len(_CELL_WORD.findall(text[start:])) > _ITEM_WORDS + (
-        _ITEM_HEAD_WORDS if _ITEM_COORDINATED.search(text) else 0
-    ):
+    elif len(v.sent_starts) > 1:
+        return False
+    # an earlier purpose of the row may come first: its words are bounded apart
+    words = len(_CELL_WORD.findall(text[start:]))
+    if not label and words > _ITEM_WORDS + _ITEM_HEAD_WORDS:
         return False
     lead = _ITEM_LEAD.match(text, start)
     start = lead.end() if lead else start
@@ -681,7 +683,10 @@ def _purpose_item(v: _UnitView, positives: list[_Statement]) -> bool:
         if p < start:
             continue
         head = text[start:p]
-        if p > start and not _ITEM_ARTICLE.fullmatch(head) and not _coordinated(head):
+        if p == start or _ITEM_ARTICLE.fullmatch(head):
+            if not label and words > _ITEM_WORDS:
+                continue
+        elif not _coordinated(head):
             continue
         end = max(max(o[1] for o in st.objects), st.purpose[1])
         if end > len(text) or (not label and ":" in text[p:]):
@@ -691,12 +696,12 @@ def _purpose_item(v: _UnitView, positives: list[_Statement]) -> bool:
             continue
         qualifier = _ITEM_PP.match(tail)
         rest = tail[qualifier.end() :] if qualifier else tail
-        words = len(_CELL_WORD.findall(rest))
-        if words > _ITEM_TAIL or (not label and _ITEM_VERB.search(tail)):
+        tail_words = len(_CELL_WORD.findall(rest))
+        if tail_words > _ITEM_TAIL or (not label and _ITEM_VERB.search(tail)):
             continue
         # past a few words, only the list goes on ("Mejora de modelos, desarrollo del producto
         # y prevención de abuso"): "Improving our models remains our goal" is a statement
-        if words > _ITEM_SHORT_TAIL and not _ITEM_LIST_GOES_ON.match(rest):
+        if tail_words > _ITEM_SHORT_TAIL and not _ITEM_LIST_GOES_ON.match(rest):
             continue
         return True
     return False
