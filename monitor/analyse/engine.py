@@ -260,7 +260,16 @@ def _negate(v: _UnitView, st: _Statement, pack: RulePack) -> None:
 
 # A list item's lead-in as the segmenter joins it: the lead-in ends with ":", perhaps inside
 # emphasis ("**We do not:** — ...").
-_LEAD_IN_END = re.compile(r":[*_ ]*" + re.escape(LEAD_IN_JOIN))
+_LEAD_IN_END = re.compile(
+    r":[*_ ]*"
+    + re.escape(LEAD_IN_JOIN)
+    # ... or flattened onto one line: a bullet after the colon ("NIEMALS verwenden für: •
+    # Werbung • Training von KI-Modellen"), or a preposition before it that the item completes
+    # ("We will never use your data for: training AI models")
+    + r"|:[*_ ]*[•·▪●◦–—*-]\s"
+    + r"|\b(?:for|to|für|zu|zum|zur|pour|à|para|per|voor|om)\s?:",
+    re.IGNORECASE,
+)
 
 
 def _negated_lead_in(v: _UnitView, pos: int, blockers: Spans) -> tuple[int, int] | None:
@@ -585,8 +594,11 @@ def assess(
             return None
         return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
     # quality: training "without consent" is conditional on someone's consent, so on their
-    # data ("No entrenamos modelos sin consentimiento"), as a purpose item is by definition.
-    needs_data = not any(s.conditional for s in positives) and (
+    # data ("No entrenamos modelos sin consentimiento"), as is training that a sentence makes
+    # subject to an opt-in ("inviamo, se tu lo accetti, un riassunto ... per migliorare il
+    # modello"), and a purpose item by definition.
+    consented = {v.sentence_of(c[0]) for c in v.find("opt_in")}
+    needs_data = not any(s.conditional or s.sentence in consented for s in positives) and (
         negated or not _purpose_item(v, positives)
     )
     if not has_data and needs_data:
