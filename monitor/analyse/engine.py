@@ -316,6 +316,11 @@ def _piece_positive(v: _UnitView, lo: int, hi: int, pack: RulePack) -> bool:
     return v.words_between(lo, hi) <= pack.settings.contrast_max_words
 
 
+# the elliptic "yes" of a partial negation ("...; i post pubblici sì", "...; öffentliche
+# Beiträge schon", "...; openbare berichten wel")
+_ELLIPTIC_YES = re.compile(r"\b(?:sì|sí|schon|wohl|wel|oui|yes)\b", re.IGNORECASE)
+
+
 def _contrast_positive(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
     """Partial negation: "X is not used to train; Y is" / "..., but public posts are" /
     "X is not used. Public posts, however, may be used for this purpose."
@@ -335,8 +340,17 @@ def _contrast_positive(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
             lo = max([lo, *[x for x in semi if x <= c[0]]])
             if _piece_positive(v, lo, sent_end, pack):
                 return True
+    # the stretch after ";" must say the use ("...; public posts are", "...; Y may be",
+    # "...; i post pubblici sì") or contrast it: "no training; every file carries a
+    # watermark" adds a fact
     if semi and _piece_positive(v, semi[-1], sent_end, pack):
-        return True
+        lo = semi[-1]
+        if (
+            _ELLIPTIC_YES.search(v.text, lo, sent_end)
+            or _ITEM_VERB.search(v.text, lo, sent_end)
+            or any(lo <= a < sent_end for a, _ in v.find("passive") + v.find("use_verb") + contrast)
+        ):
+            return True
     nxt = st.sentence + 1
     if nxt < len(v.sent_starts):
         lo = v.sent_starts[nxt]
