@@ -326,7 +326,9 @@ def _contrast_positive(v: _UnitView, st: _Statement, pack: RulePack) -> bool:
     "X is not used. Public posts, however, may be used for this purpose."
 
     A stretch after the negated statement that starts after a ";" or carries a contrast word,
-    names data, and has no negation and no other purpose of its own.
+    names data, and has no negation and no other purpose of its own; after a bare ";" it must
+    also say the use (an auxiliary, a modal - the item verbs of ``_ITEM_VERB`` - or a use
+    verb) or answer with an elliptic yes.
     """
     sent_end = (
         v.sent_starts[st.sentence + 1] if st.sentence + 1 < len(v.sent_starts) else len(v.text)
