@@ -609,21 +609,24 @@ def assess(
         if not negated:
             return None
         return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
-    # quality: training "without consent" is conditional on someone's consent, so on their
-    # data ("No entrenamos modelos sin consentimiento"), as is training that a sentence makes
-    # subject to an opt-in ("inviamo, se tu lo accetti, un riassunto ... per migliorare il
-    # modello"), and a purpose item by definition.
-    consented = {v.sentence_of(c[0]) for c in v.find("opt_in")}
-    needs_data = not any(s.conditional or s.sentence in consented for s in positives) and (
-        negated or not _purpose_item(v, positives)
-    )
-    if not has_data and needs_data:
+    if not has_data and _needs_data(v, positives, negated):
         # Exclusion-only or feature descriptions: nothing about people's data.
         if negated:
             return Assessment(UnitVerdict(False, True, Consent.NA, "denial", spans))
         return None
     pos = _Positive(text, v, pack, base, positives, negated, spans, _tied_cues(v, stmts, m))
     return Assessment(pos.verdict(()), pos)
+
+
+def _needs_data(v: _UnitView, positives: list[_Statement], negated: bool) -> bool:
+    """quality: training "without consent" is conditional on someone's consent, so on their
+    data ("No entrenamos modelos sin consentimiento"), as is training that a sentence makes
+    subject to an opt-in ("inviamo, se tu lo accetti, un riassunto ... per migliorare il
+    modello"), and a purpose item by definition. Only asked of units without a data noun."""
+    consented = {v.sentence_of(c[0]) for c in v.find("opt_in")}
+    if any(s.conditional or s.sentence in consented for s in positives):
+        return False
+    return negated or not _purpose_item(v, positives)
 
 
 _CELL_WORD = re.compile(r"[^\W\d_][\w'’\-]*")
@@ -700,9 +703,8 @@ def _purpose_item(v: _UnitView, positives: list[_Statement]) -> bool:
         text = text[:colon]
     elif len(v.sent_starts) > 1:
         return False
-    # an earlier purpose of the row may come first: its words are bounded apart
-    words = len(_CELL_WORD.findall(text[start:]))
-    if not label and words > _ITEM_WORDS + _ITEM_HEAD_WORDS:
+    # cheap exit: an earlier purpose of the row (at most _ITEM_HEAD_WORDS) and the item
+    if not label and len(_CELL_WORD.findall(text[start:])) > _ITEM_WORDS + _ITEM_HEAD_WORDS:
         return False
     lead = _ITEM_LEAD.match(text, start)
     start = lead.end() if lead else start
@@ -711,17 +713,14 @@ def _purpose_item(v: _UnitView, positives: list[_Statement]) -> bool:
         if p < start:
             continue
         head = text[start:p]
-        if p == start or _ITEM_ARTICLE.fullmatch(head):
-            if not label and words > _ITEM_WORDS:
-                continue
-        elif not _coordinated(head):
+        if not (p == start or _ITEM_ARTICLE.fullmatch(head) or _coordinated(head)):
             continue
         end = max(max(o[1] for o in st.objects), st.purpose[1])
         if end > len(text) or (not label and ":" in text[p:]):
             continue
-        tail = text[end:]
-        if len(_CELL_WORD.findall(text[p:end])) > _ITEM_WORDS:
+        if not label and len(_CELL_WORD.findall(text[p:])) > _ITEM_WORDS:
             continue
+        tail = text[end:]
         qualifier = _ITEM_PP.match(tail)
         rest = tail[qualifier.end() :] if qualifier else tail
         tail_words = len(_CELL_WORD.findall(rest))
