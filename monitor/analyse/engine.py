@@ -154,9 +154,12 @@ class _UnitView:
 
 def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
     assert pack.settings is not None
+    narrow, broad = v.find("object_narrow"), v.find("object")
+    if not narrow and not broad:
+        return []  # the ignore phrases (a dear pattern) only ever remove objects and purposes
     ignore = v.find("ignore")
-    narrow = [o for o in v.find("object_narrow") if not _overlaps(o, ignore)]
-    objects = [o for o in v.find("object") if not _overlaps(o, ignore) and not _overlaps(o, narrow)]
+    narrow = [o for o in narrow if not _overlaps(o, ignore)]
+    objects = [o for o in broad if not _overlaps(o, ignore) and not _overlaps(o, narrow)]
     objects += narrow
     if not objects:
         return []
