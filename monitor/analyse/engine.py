@@ -156,7 +156,9 @@ def _statements(v: _UnitView, pack: RulePack) -> list[_Statement]:
     assert pack.settings is not None
     narrow, broad = v.find("object_narrow"), v.find("object")
     if not narrow and not broad:
-        return []  # the ignore phrases (a dear pattern) only ever remove objects and purposes
+        # no statement without an object: the ignore phrases (a dear pattern) could only
+        # take more away
+        return []
     ignore = v.find("ignore")
     narrow = [o for o in narrow if not _overlaps(o, ignore)]
     objects = [o for o in broad if not _overlaps(o, ignore) and not _overlaps(o, narrow)]
