@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from monitor.analyse import analyse_text, analyse_unit, load_packs
-from monitor.analyse.rules import _compile_terms, _stem, _Where, term_to_regex
+from monitor.analyse.rules import (
+    _compile_terms,
+    _is_word_char,
+    _stem,
+    _stem_groups,
+    _stem_options,
+    _Where,
+    fold,
+    term_to_regex,
+)
 from monitor.models import Consent
 
 
@@ -216,6 +225,91 @@ def test_stems_are_sound_for_hyphens_and_alternations() -> None:
     assert _stem("re:ab|cd")[0] is None  # no literal every match contains
     assert _stem("re:\\bwith\\s+your") == ("with", "start")
     assert _stem("re:n['’]t\\b")[0] is None
+
+
+def test_stem_options_take_group_alternatives_and_lookaheads() -> None:
+    # Every match of the first goes through "lernen" or "lernt": one option of two literals.
+    assert (("lernen", "anywhere"), ("lernt", "anywhere")) in _stem_options(
+        "re:\\bKI\\s+(?:lernen|lernt)\\b"
+    )
+    # A positive lookahead's text is in the text; a negative one's is not, nor an optional
+    # group's.
+    assert (("model", "anywhere"),) in _stem_options("re:\\btrain(?=\\s+(?:the\\s+)?model)")
+    negative = {lit for o in _stem_options("re:\\btrain(?!\\s+staff)") for lit, _ in o}
+    assert "staff" not in negative
+    optional = {lit for o in _stem_options("re:\\bour(?:\\s+own)?\\s+models?") for lit, _ in o}
+    assert "own" not in optional
+
+
+def test_stem_groups_prefer_a_word_another_term_already_gates() -> None:
+    groups, slow = _stem_groups(["model*", "train our models"])
+    # "models" starts with the stem "model", so "train our models" needs no stem of its own.
+    assert groups["start"] == {"model"}
+    assert groups["word"] == set() and slow == []
+    # Alone, its stem is the longest uncommon word: never "our".
+    alone, _ = _stem_groups(["train our models"])
+    assert alone["word"] == {"models"}
+
+
+def _pack_terms_and_texts() -> list[tuple[list[str], str]]:
+    """Each pack's lexicon terms and its example texts joined into one (so that each term
+    is searched once; a blank line stops any match)."""
+    import yaml
+
+    from monitor.analyse import builtin_rules_dir
+
+    out = []
+    for path in sorted(builtin_rules_dir().glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = "\n\n".join(
+            fold(e["text"] if isinstance(e, dict) else e)
+            for kind in ("match", "no_match")
+            for e in data.get("examples", {}).get(kind, [])
+        )
+        terms = {
+            t
+            for lexicon in data.get("lexicons", {}).values()
+            for role in lexicon.values()
+            for t in role
+        }
+        out.append((sorted(terms), text))
+    return out
+
+
+def _holds_at(low: str, lit: str, kind: str, start: int, end: int) -> bool:
+    start = max(start, 0)
+    i = low.find(lit, start)
+    while i != -1 and i + len(lit) <= end:
+        left = i == 0 or not _is_word_char(low[i - 1])
+        right = i + len(lit) == len(low) or not _is_word_char(low[i + len(lit)])
+        if kind == "anywhere" or (kind == "start" and left) or (left and right):
+            return True
+        i = low.find(lit, i + 1)
+    return False
+
+
+def test_every_match_of_every_pack_term_holds_each_of_its_stem_options() -> None:
+    # Soundness of the token gate over every example text of every pack: an option that a
+    # real match lacks would drop a finding.
+    checked = 0
+    for terms, text in _pack_terms_and_texts():
+        low = text.lower()  # as TokenGate sees a token (lower-casing keeps the length here)
+        assert len(low) == len(text)
+        for term in terms:
+            options = _stem_options(term)
+            rx = re.compile(term_to_regex(term), re.IGNORECASE)
+            # a lookaround's text lies outside the match, but near it
+            reach = 80 if re.search(r"\(\?<?=", term) else 0
+            for m in rx.finditer(text):
+                if m.end() == m.start():
+                    continue
+                for option in options:
+                    assert any(
+                        _holds_at(low, lit, kind, m.start() - reach, m.end() + reach)
+                        for lit, kind in option
+                    ), (term, option, m.group())
+                checked += 1
+    assert checked > 1000
 
 
 def test_grouped_alternation_matches_like_a_plain_one() -> None:

@@ -574,32 +574,60 @@ _VERBOSE_FLAG = re.compile(r"\(\?[a-zA-Z]*x")
 def _stem(term: str) -> tuple[str | None, str]:
     """A literal every match of ``term`` contains (lower-cased) and where it sits: a whole
     ``word``, at a word ``start``, or ``anywhere``. ``None`` when no literal of 2+ letters
-    is guaranteed.
+    is guaranteed. The longest of :func:`_stem_choices` (the rarest, as a rule).
 
     A literal never contains whitespace, so it always lies inside one whitespace-delimited
     token of the matched text (:class:`TokenGate` relies on that).
     """
+    choices = _stem_choices(term)
+    if not choices:
+        return None, ""
+    return max(choices, key=lambda c: len(c[0]))  # the first of the longest
+
+
+# A literal option: literals one of which every match of a term contains.
+_Option = tuple[tuple[str, str], ...]
+
+# Words that every policy is full of: the worst stems a token gate can have ("we train",
+# "par notre modèle", "natural language processing", "neural network*"). Only the choice
+# of stem depends on them, never what matches.
+_COMMON_WORDS = frozenset(
+    word
+    for words in (
+        "we our you your to by for of the and or with on in is are be it this that",
+        "par pour de des du la le les et en au aux un une que qui nos notre",
+        "el los las del por para con lo su sus",
+        "il di da per che con del della dei gli",
+        "de het een van te voor en op met die dat",
+        "der die das und zu zum zur für mit von den dem ein eine",
+        "processing network system data information content service services personal",
+        "use used using purposes technology technologies",
+    )
+    for word in words.split()
+)
+
+
+def _stem_choices(term: str) -> list[tuple[str, str]]:
+    """Every single literal (with its kind, see :func:`_stem`) that each match of ``term``
+    contains, in the order of the term."""
+    return [opt[0] for opt in _stem_options(term) if len(opt) == 1]
+
+
+def _stem_options(term: str) -> list[_Option]:
+    """Every :data:`_Option` of ``term``: its sure literals, and for a regex the literals of
+    the alternatives of a group that every match goes through ("(?:lernen|lernt)")."""
     if term.startswith("re:"):
         body = fold(term[3:].strip())
         if body.startswith("(?-i:"):
             body = body[5:]
-        if (
-            _top_level_alternation(body)
-            or _OPAQUE_ESCAPE.search(body)
-            or _VERBOSE_FLAG.search(body)
-        ):
-            return None, ""
-        m = _RE_LITERAL.match(body)
-        if m is not None:
-            lit = m.group(1)[:-1] if m.group(2) else m.group(1)
-            if len(lit) >= 2:
-                return lit.lower(), "start" if body.startswith("\\b") else "anywhere"
-        return _inner_literal(body), "anywhere"
+        if _OPAQUE_ESCAPE.search(body) or _VERBOSE_FLAG.search(body):
+            return []
+        return _regex_options(body)
     raw = fold(term.strip()).lower()
-    # Every word of a plain term must occur: take the longest (the rarest, as a rule). A
-    # hyphen in a term is optional in the text ("AI-powered" matches "aipowered"), so a word
-    # next to one is not sure to start or end a word of the text.
-    best: tuple[str, str] | None = None
+    # Every word of a plain term must occur. A hyphen in a term is optional in the text
+    # ("AI-powered" matches "aipowered"), so a word next to one is not sure to start or end
+    # a word of the text.
+    out: list[_Option] = []
     for wm in re.finditer(r"[^\s\-'’.]+", raw):
         w = wm.group()
         glued_before = wm.start() > 0 and raw[wm.start() - 1] == "-"
@@ -611,13 +639,113 @@ def _stem(term: str) -> tuple[str | None, str]:
             kind = "start"
         else:
             kind = "word"
-        if len(lit) >= 2 and lit.isalpha() and (best is None or len(lit) > len(best[0])):
-            best = (lit, kind)
+        if len(lit) >= 2 and lit.isalpha():
+            out.append(((lit, kind),))
     core = raw.strip("*")
-    if best is None and len(core) >= 3 and not re.search(r"[\s\-'’*]", core):
+    if not out and len(core) >= 3 and not re.search(r"[\s\-'’*]", core):
         # "a.i.", "k.i.": dotted acronyms
-        return core, "start" if core[0].isalnum() and not raw.startswith("*") else "anywhere"
-    return best if best is not None else (None, "")
+        kind = "start" if core[0].isalnum() and not raw.startswith("*") else "anywhere"
+        return [((core, kind),)]
+    return out
+
+
+def _regex_options(body: str) -> list[_Option]:
+    if _top_level_alternation(body):
+        # One alternative or another: an option only when each one has a literal.
+        alts: list[tuple[str, str]] = []
+        for alt in _split_alternatives(body):
+            best = _best_option(_regex_options(alt))
+            if best is None:
+                return []
+            alts.extend(best)
+        return [tuple(dict.fromkeys(alts))]
+    out: list[_Option] = []
+    m = _RE_LITERAL.match(body)
+    if m is not None:
+        lit = m.group(1)[:-1] if m.group(2) else m.group(1)
+        if len(lit) >= 2:
+            out.append(((lit.lower(), "start" if body.startswith("\\b") else "anywhere"),))
+    out += [((run, "anywhere"),) for run in _inner_literals(body)]
+    for inner in _required_groups(body):
+        # inside a group, where a word starts is no longer known: "anywhere" is what holds
+        out += [tuple((lit, "anywhere") for lit, _ in opt) for opt in _regex_options(inner)]
+    return out
+
+
+def _best_option(options: list[_Option]) -> _Option | None:
+    """The option that lets the fewest tokens through, as far as can be told: no common
+    word among its literals, then the longest shortest literal."""
+    if not options:
+        return None
+    return max(options, key=_option_rank)
+
+
+def _option_rank(opt: _Option) -> tuple[bool, int]:
+    return (not any(lit in _COMMON_WORDS for lit, _ in opt), min(len(lit) for lit, _ in opt))
+
+
+def _required_groups(body: str) -> list[str]:
+    """The bodies of the top-level groups of ``body`` that every match goes through: not
+    optional, not repeated from zero, not negative lookarounds (a positive lookaround's
+    text is in the searched text too)."""
+    out: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":
+            i = _class_end(body, i)
+            continue
+        if ch == "(":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                group = body[start : i + 1]
+                after = body[i + 1 : i + 3]
+                optional = after[:1] in ("?", "*") or after.startswith("{0")
+                head = _GROUP_HEAD.match(group)
+                if not optional and head is not None:
+                    out.append(group[head.end() : -1])
+        i += 1
+    return out
+
+
+# The openings of the groups whose text every match of the group contains: capturing,
+# non-capturing, named, with inline flags, positive lookarounds.
+_GROUP_HEAD = re.compile(r"\((?:\?(?:[a-zA-Z\-]*:|P<\w+>|=|<=))?(?!\?)")
+
+
+def _split_alternatives(body: str) -> list[str]:
+    """``body`` split at its top-level "|"."""
+    out: list[str] = []
+    depth = 0
+    last = 0
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":
+            i = _class_end(body, i)
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            out.append(body[last:i])
+            last = i + 1
+        i += 1
+    out.append(body[last:])
+    return out
 
 
 def _top_level_alternation(body: str) -> bool:
@@ -658,9 +786,10 @@ def _class_end(body: str, i: int) -> int:
     return len(body)
 
 
-def _inner_literal(body: str) -> str | None:
-    """Longest run of letters that every match of the regex ``body`` must contain: outside
-    groups and character classes, not quantified, with no top-level alternation."""
+def _inner_literals(body: str) -> list[str]:
+    """The runs of letters (lower-cased, 2+) that every match of the regex ``body`` must
+    contain: outside groups and character classes, not quantified, with no top-level
+    alternation."""
     depth = 0
     flat: list[str] = []
     i = 0
@@ -680,16 +809,16 @@ def _inner_literal(body: str) -> str | None:
             depth -= 1
             flat.append("\0")
         elif ch == "|" and depth == 0:
-            return None
+            return []
         elif depth == 0:
             flat.append(ch)
         i += 1
-    best = ""
+    runs = []
     for m in re.finditer(r"([^\W\d_]+)([?*{]?)", "".join(flat)):
         run = m.group(1)[:-1] if m.group(2) else m.group(1)
-        if len(run) > len(best):
-            best = run
-    return best.lower() if len(best) >= 2 else None
+        if len(run) >= 2:
+            runs.append(run.lower())
+    return runs
 
 
 def _trie(words: Iterable[str]) -> str:
@@ -733,16 +862,43 @@ def _trie_words(words: Iterable[str]) -> str:
 
 
 def _stem_groups(terms: Iterable[str]) -> tuple[dict[str, set[str]], list[str]]:
-    """Literal stems of ``terms`` by kind, and the terms that have none."""
+    """Literal stems of ``terms`` by kind, and the terms that have none.
+
+    A term needs only one of its options (:func:`_stem_options`) as its stems. One that the
+    stems of another term already let through lets no more tokens through, so it is taken
+    when there is one; otherwise the best by :func:`_option_rank`.
+    """
     groups: dict[str, set[str]] = {"word": set(), "start": set(), "anywhere": set()}
     slow: list[str] = []
+    several: list[list[_Option]] = []
     for t in terms:
-        lit, kind = _stem(t)
-        if lit is None:
+        options = list(dict.fromkeys(_stem_options(t)))
+        if not options:
             slow.append(t)
+        elif len(options) == 1:
+            for lit, kind in options[0]:
+                groups[kind].add(lit)
         else:
+            several.append(options)
+    for options in several:
+        if any(all(_stem_covered(lit, kind, groups) for lit, kind in o) for o in options):
+            continue
+        best = _best_option(options)
+        assert best is not None
+        for lit, kind in best:
             groups[kind].add(lit)
     return groups, slow
+
+
+def _stem_covered(lit: str, kind: str, groups: dict[str, set[str]]) -> bool:
+    """Does every token holding ``lit`` (as ``kind`` says) hold one of ``groups``' stems?"""
+    if any(s in lit for s in groups["anywhere"]):
+        return True
+    if kind == "anywhere":
+        return False
+    if any(lit.startswith(s) for s in groups["start"]):
+        return True
+    return kind == "word" and lit in groups["word"]
 
 
 def _stem_alternatives(groups: dict[str, set[str]]) -> list[str]:
