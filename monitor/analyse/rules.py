@@ -19,7 +19,7 @@ import functools
 import importlib
 import operator
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from re._casefix import _EXTRA_CASES  # the engine's own case equivalences
@@ -689,8 +689,25 @@ def _required_groups(body: str) -> list[str]:
     optional, not repeated from zero, not negative lookarounds (a positive lookaround's
     text is in the searched text too)."""
     out: list[str] = []
-    depth = 0
     start = 0
+    for i, ch, depth in _structure(body):
+        if ch == "(" and depth == 0:
+            start = i
+        elif ch == ")" and depth == 0:
+            group = body[start : i + 1]
+            after = body[i + 1 : i + 3]
+            optional = after[:1] in ("?", "*") or after.startswith("{0")
+            head = _GROUP_HEAD.match(group)
+            if not optional and head is not None:
+                out.append(group[head.end() : -1])
+    return out
+
+
+def _structure(body: str) -> Iterator[tuple[int, str, int]]:
+    """The "(", ")" and "|" of the regex ``body`` outside escapes and character classes,
+    each with its position and the depth of groups around it (a group's own parentheses
+    at the depth outside it)."""
+    depth = 0
     i = 0
     while i < len(body):
         ch = body[i]
@@ -701,20 +718,14 @@ def _required_groups(body: str) -> list[str]:
             i = _class_end(body, i)
             continue
         if ch == "(":
-            if depth == 0:
-                start = i
+            yield i, ch, depth
             depth += 1
         elif ch == ")":
             depth -= 1
-            if depth == 0:
-                group = body[start : i + 1]
-                after = body[i + 1 : i + 3]
-                optional = after[:1] in ("?", "*") or after.startswith("{0")
-                head = _GROUP_HEAD.match(group)
-                if not optional and head is not None:
-                    out.append(group[head.end() : -1])
+            yield i, ch, depth
+        elif ch == "|":
+            yield i, ch, depth
         i += 1
-    return out
 
 
 # The openings of the groups whose text every match of the group contains: capturing,
@@ -723,50 +734,20 @@ _GROUP_HEAD = re.compile(r"\((?:\?(?:[a-zA-Z\-]*:|P<\w+>|=|<=))?(?!\?)")
 
 
 def _split_alternatives(body: str) -> list[str]:
-    """``body`` split at its top-level "|"."""
+    """``body`` split at its top-level "|" (and at any "|" after an unbalanced ")")."""
     out: list[str] = []
-    depth = 0
     last = 0
-    i = 0
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "[":
-            i = _class_end(body, i)
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "|" and depth == 0:
+    for i, ch, depth in _structure(body):
+        if ch == "|" and depth <= 0:
             out.append(body[last:i])
             last = i + 1
-        i += 1
     out.append(body[last:])
     return out
 
 
 def _top_level_alternation(body: str) -> bool:
-    depth = 0
-    i = 0
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "[":
-            i = _class_end(body, i)
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "|" and depth <= 0:
-            return True
-        i += 1
-    return False
+    # An unbalanced ")" (a slice of a larger pattern) counts as top level too.
+    return len(_split_alternatives(body)) > 1
 
 
 def _class_end(body: str, i: int) -> int:
