@@ -747,7 +747,7 @@ def _split_alternatives(body: str) -> list[str]:
 
 def _top_level_alternation(body: str) -> bool:
     # An unbalanced ")" (a slice of a larger pattern) counts as top level too.
-    return len(_split_alternatives(body)) > 1
+    return any(ch == "|" and depth <= 0 for _, ch, depth in _structure(body))
 
 
 def _class_end(body: str, i: int) -> int:
